@@ -1,0 +1,49 @@
+# Two commands for a newcomer: `make run` and `make test`. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint format system-deps clean
+
+help:
+	@echo "make run          serve the bundled models on http://\$${CATDOG_HOST:-127.0.0.1}:\$${CATDOG_PORT:-8000}"
+	@echo "make test         the whole test suite (installs the dev, convert and loadtest extras)"
+	@echo "make lint         ruff + mypy"
+	@echo "make system-deps  Debian packages the container/monitoring/browser tests use (root)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# One stamp per install flavour: editing pyproject.toml reinstalls.
+$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.stamp-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,convert,loadtest]'
+	touch $@ $(VENV)/.stamp-run
+
+run: $(VENV)/.stamp-run
+	$(BIN)/catdog serve
+
+test: $(VENV)/.stamp-test
+	@# pytest exits 5 when it collects nothing: that is not a failure of the suite.
+	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+lint: $(VENV)/.stamp-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(VENV)/.stamp-test
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,93 @@
+"""Start the real service as a subprocess on a free loopback port and talk HTTP to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServiceProcess:
+    """`catdog serve` in a child process; its stdout (JSON log lines) is kept in a file for assertions."""
+
+    def __init__(self, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "CATDOG_LOG_FORMAT": "json", **(env or {})}
+        self.args = args or []
+        self._log = tempfile.NamedTemporaryFile(prefix="catdog-", suffix=".log", delete=False)  # noqa: SIM115
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = httpx.Client(base_url=self.base_url, timeout=30.0)
+
+    def start(self, *, wait: str | None = "ready", timeout: float = 60.0) -> ServiceProcess:
+        """Start and wait until `/livez` (wait="live") or `/readyz` (wait="ready") answers 200."""
+        cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            [*cmd, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+        )
+        if wait:
+            self.wait_for("/livez" if wait == "live" else "/readyz", timeout=timeout)
+        return self
+
+    def wait_for(self, path: str, *, timeout: float = 60.0, status: int = 200) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                if self.client.get(path).status_code == status:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"{path} did not answer {status} within {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def logs(self) -> list[dict[str, Any]]:
+        """Every stdout line that is a JSON object."""
+        records = []
+        for line in self.output().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.client.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
