@@ -1,0 +1,115 @@
+{{/* Chart name, truncated to the 63 characters a DNS label allows. */}}
+{{- define "catdog.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: the release name, plus the chart name unless the release already contains it. */}}
+{{- define "catdog.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "catdog.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select the pods: stable across upgrades (Deployment selectors are immutable). */}}
+{{- define "catdog.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "catdog.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "catdog.labels" -}}
+helm.sh/chart: {{ include "catdog.chart" . }}
+{{ include "catdog.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: inference
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "catdog.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "catdog.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Image reference: the GPU variant is the same repository with a tag suffix (e.g. 0.1.0-gpu). */}}
+{{- define "catdog.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.gpu.enabled }}
+{{- $tag = default (printf "%s%s" $tag .Values.gpu.image.tagSuffix) .Values.gpu.image.tag }}
+{{- end }}
+{{- $repo := .Values.image.repository }}
+{{- if and .Values.gpu.enabled .Values.gpu.image.repository }}
+{{- $repo = .Values.gpu.image.repository }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" $repo $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The ingress path prefix without a trailing slash; "" when the service sits at the root. */}}
+{{- define "catdog.rootPath" -}}
+{{- if .Values.ingress.enabled }}
+{{- trimSuffix "/" .Values.ingress.path }}
+{{- end }}
+{{- end }}
+
+{{/* preStop sleep + drain + margin: the pod's whole grace period unless set explicitly. */}}
+{{- define "catdog.terminationGracePeriodSeconds" -}}
+{{- $t := .Values.termination }}
+{{- $needed := add $t.preStopSleepSeconds (int (ceil .Values.config.drain_timeout_s)) }}
+{{- if $t.gracePeriodSeconds }}
+{{- if le (int $t.gracePeriodSeconds) (int $needed) }}
+{{- fail (printf "termination.gracePeriodSeconds (%v) must exceed termination.preStopSleepSeconds + config.drain_timeout_s (%v), or Kubernetes kills pods mid-drain" $t.gracePeriodSeconds $needed) }}
+{{- end }}
+{{- $t.gracePeriodSeconds }}
+{{- else }}
+{{- add $needed $t.marginSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* Whether to use the native preStop sleep action (Kubernetes >= 1.30) instead of exec-ing /bin/sleep. */}}
+{{- define "catdog.useSleepAction" -}}
+{{- $mode := toString .Values.termination.preStopSleepAction }}
+{{- if eq $mode "auto" }}
+{{- semverCompare ">=1.30.0-0" .Capabilities.KubeVersion.Version }}
+{{- else }}
+{{- eq $mode "true" }}
+{{- end }}
+{{- end }}
+
+{{/* Upload limit in whole MiB, rounded up, plus 1 MiB for multipart framing: the ingress body-size limit. */}}
+{{- define "catdog.ingressBodySize" -}}
+{{- if .Values.ingress.maxBodySize }}
+{{- .Values.ingress.maxBodySize }}
+{{- else }}
+{{- $mib := 1048576 }}
+{{- $bytes := int64 .Values.config.max_upload_bytes }}
+{{- printf "%dm" (add (div (add $bytes (sub $mib 1)) $mib) 1) }}
+{{- end }}
+{{- end }}
+
+{{/* A setting as an env string: whole numbers without the float64 exponent YAML parsing gives them. */}}
+{{- define "catdog.envValue" -}}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
