@@ -26,7 +26,7 @@ def build_colour_classifier(
     width: int = 32,
     softmax: bool = True,
     extra_matmuls: int = 0,
-    opset: int = 17,
+    opset: int = 18,
 ) -> onnx.ModelProto:
     """A [N,3,H,W] -> [N,K] classifier; `extra_matmuls` adds square MatMuls to make a run measurably slow."""
     num_classes = weights.shape[1]
@@ -120,7 +120,5 @@ def write_test_repository(root: Path) -> Path:
     """The repository most service tests use: `pretrained` (cat/dog/other, softmax) and `scratch` (logits)."""
     three = np.concatenate([RED_IS_CAT, np.array([[0.0], [4.0], [0.0]], dtype=np.float32)], axis=1)
     write_model_dir(root, "pretrained", labels=("cat", "dog", "other"), model=build_colour_classifier(three))
-    write_model_dir(
-        root, "scratch", model=build_colour_classifier(height=48, width=40, softmax=False), version="0.1.0"
-    )
+    write_model_dir(root, "scratch", model=build_colour_classifier(height=48, width=40, softmax=False), version="0.1.0")
     return root

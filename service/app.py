@@ -1,0 +1,107 @@
+"""The app factory. Building the app does no I/O beyond logging set-up; the lifespan loads models in the
+background so /livez answers at once and /readyz turns 200 when every model is loaded and warmed up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import metrics as http_metrics
+
+from service.errors import StartupError
+from service.http import RequestContextMiddleware, register_error_handlers
+from service.lifecycle import Lifecycle, Phase
+from service.observability import LATENCY_BUCKETS, ServiceMetrics, configure_logging
+from service.repository import ModelRepository
+from service.routes import health, models, predict, ui
+from service.runtime import resolve_providers
+from service.settings import Settings
+from service.version import package_version
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    metrics = ServiceMetrics()
+    repository = ModelRepository(settings, metrics)
+    lifecycle = Lifecycle()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolve_providers(settings.providers)  # a CUDA request without CUDA stops start-up here
+        repository.discover()
+        log.info(
+            "starting",
+            model_dir=str(settings.model_dir),
+            models=list(repository.models),
+            providers=settings.providers,
+            version=package_version(),
+        )
+        loader = asyncio.create_task(_load_models(repository, lifecycle), name="load-models")
+        try:
+            yield
+        finally:
+            lifecycle.phase = Phase.DRAINING
+            loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loader
+            await repository.stop()
+            log.info("stopped")
+
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="catdog",
+        version=package_version(),
+        summary="Cats-vs-dogs image classification with ONNX Runtime",
+        lifespan=lifespan,
+        root_path=settings.root_path,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.settings = settings
+    app.state.repository = repository
+    app.state.metrics = metrics
+    app.state.lifecycle = lifecycle
+
+    register_error_handlers(app, metrics)
+    for router in (predict.router, models.router, health.router, ui.router):
+        app.include_router(router)
+    if settings.metrics_enabled:
+        _instrument(app, settings, metrics)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _instrument(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> None:
+    """HTTP metrics by route template (unknown paths grouped), probes and /metrics itself excluded."""
+    instrumentator = Instrumentator(
+        should_group_status_codes=False,
+        excluded_handlers=[settings.metrics_path, "/livez", "/readyz"],
+        registry=metrics.registry,
+    )
+    instrumentator.add(
+        http_metrics.requests(registry=metrics.registry),
+        http_metrics.latency(buckets=LATENCY_BUCKETS, should_include_status=False, registry=metrics.registry),
+    )
+    instrumentator.instrument(app).expose(app, endpoint=settings.metrics_path, include_in_schema=False)
+
+
+async def _load_models(repository: ModelRepository, lifecycle: Lifecycle) -> None:
+    try:
+        await repository.load_all()
+    except StartupError as exc:
+        # The session refused the provider the operator asked for: serving on anything else would lie.
+        log.critical("startup_failed", error=str(exc))
+        logging.shutdown()
+        os._exit(3)
+    if lifecycle.phase is Phase.STARTING:
+        lifecycle.phase = Phase.SERVING

@@ -1,0 +1,140 @@
+"""Per-model micro-batcher: a bounded queue in front of one inference thread.
+
+Requests put their preprocessed tensor on the queue and await a future. One worker task takes the first
+waiting tensor, gathers more until `max_batch_size` or `max_wait_s` passes, and runs them as one batch in a
+dedicated thread, so the event loop never blocks on ONNX Runtime. A full queue refuses at once (Overloaded ->
+503 + Retry-After) instead of letting latency grow without bound; a caller that gave up (deadline, disconnect)
+has its tensor dropped before the batch runs, not computed for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import structlog
+
+from service.errors import Draining, InferenceFailed, Overloaded
+
+log = structlog.get_logger(__name__)
+
+
+class BatchObserver(Protocol):
+    def observe_batch(self, size: int, queue_waits_s: list[float], inference_s: float) -> None: ...
+
+
+@dataclass(slots=True)
+class _Job:
+    tensor: np.ndarray
+    future: asyncio.Future[np.ndarray]
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[np.ndarray], np.ndarray],
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        queue_max: int,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self.name = name
+        self._run = run
+        self._max_batch_size = max_batch_size
+        self._max_wait_s = max_wait_s
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_max)
+        self._observer = observer
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def depth(self) -> int:
+        """Images waiting (not yet in a running batch)."""
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._serve(), name=f"batcher-{self.name}")
+
+    async def submit(self, tensor: np.ndarray) -> np.ndarray:
+        """Queue one [3, H, W] tensor; returns its output row. Raises Overloaded when the queue is full."""
+        if self._task is None:
+            raise Draining(f"model {self.name!r} is not accepting work")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Job(tensor, future))
+        except asyncio.QueueFull:
+            raise Overloaded(f"model {self.name!r} has {self._queue.maxsize} images waiting; retry shortly") from None
+        return await future
+
+    async def stop(self) -> None:
+        """Stop the worker; anything still queued fails with Draining."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(Draining("the service is shutting down"))
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _serve(self) -> None:
+        while True:
+            jobs = await self._gather()
+            try:
+                await self._run_batch(jobs)
+            except Exception:
+                log.exception("batch_failed", model=self.name)
+
+    async def _gather(self) -> list[_Job]:
+        jobs = [await self._queue.get()]
+        deadline = time.perf_counter() + self._max_wait_s
+        while len(jobs) < self._max_batch_size:
+            try:
+                jobs.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                break
+            try:
+                jobs.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return jobs
+
+    async def _run_batch(self, jobs: list[_Job]) -> None:
+        live = [job for job in jobs if not job.future.done()]  # callers that gave up are dropped here
+        if not live:
+            return
+        started = time.perf_counter()
+        batch = np.stack([job.tensor for job in live])
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
+            if outputs.shape[0] != len(live):
+                raise ValueError(f"model returned {outputs.shape[0]} rows for a batch of {len(live)}")
+        except Exception as exc:
+            log.error("inference_failed", model=self.name, batch_size=len(live), error=str(exc)[:300])
+            for job in live:
+                if not job.future.done():
+                    job.future.set_exception(InferenceFailed(f"model {self.name!r} failed to run"))
+            return
+        finished = time.perf_counter()
+        if self._observer is not None:
+            waits = [started - job.enqueued_at for job in live]
+            self._observer.observe_batch(len(live), waits, finished - started)
+        for job, row in zip(live, outputs, strict=True):
+            if not job.future.done():
+                job.future.set_result(row)

@@ -1,0 +1,173 @@
+"""`catdog serve | predict | models | convert`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from service.errors import CatdogError, StartupError
+from service.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="catdog", description="Serve and try the cat/dog ONNX models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP service (settings: CATDOG_* env vars)")
+    serve.add_argument("--host", help="overrides CATDOG_HOST")
+    serve.add_argument("--port", type=int, help="overrides CATDOG_PORT")
+    serve.add_argument("--workers", type=int, help="overrides CATDOG_WORKERS")
+    serve.add_argument("--model-dir", type=Path, help="overrides CATDOG_MODEL_DIR")
+
+    predict = sub.add_parser("predict", help="classify image files locally, without a server")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--model", default="pretrained")
+    predict.add_argument("--model-dir", type=Path)
+    predict.add_argument("--json", action="store_true", help="one JSON object per image")
+
+    models = sub.add_parser("models", help="list the model repository")
+    models.add_argument("--model-dir", type=Path)
+    models.add_argument("--json", action="store_true")
+
+    sub.add_parser("convert", help="PyTorch -> ONNX pipeline (needs the `convert` extra)", add_help=False)
+
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "convert":
+        return _convert(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    overrides = {k: v for k, v in vars(args).items() if k in ("host", "port", "workers", "model_dir") and v}
+    # Flags become env vars so uvicorn's worker processes (which build the app themselves) see them too.
+    for key, value in overrides.items():
+        os.environ[f"CATDOG_{key.upper()}"] = str(value)
+    settings = Settings()
+    if args.command == "serve":
+        return _serve(settings)
+    if args.command == "predict":
+        return asyncio.run(_predict(settings, args.model, args.images, as_json=args.json))
+    return _models(settings, as_json=args.json)
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from service.observability import configure_logging
+    from service.runtime import resolve_providers
+
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        resolve_providers(settings.providers)
+    except StartupError as exc:
+        print(f"catdog: {exc}", file=sys.stderr)
+        return 3
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+    )
+    return 0
+
+
+async def _predict(settings: Settings, model_name: str, images: list[Path], *, as_json: bool) -> int:
+    """The service's own path (repository, batcher, imaging, postprocess) without HTTP."""
+    from service.imaging import ImageLimits
+    from service.inference import classify
+    from service.observability import ServiceMetrics, configure_logging
+    from service.repository import ModelRepository
+    from service.uploads import Upload
+
+    configure_logging("warning", "console")
+    repository = ModelRepository(settings, ServiceMetrics())
+    repository.discover()
+    repository.models = {k: v for k, v in repository.models.items() if k == model_name}
+    await repository.load_all()
+    limits = ImageLimits(settings.max_upload_bytes, settings.max_image_pixels)
+    failures = 0
+    try:
+        model = repository.get(model_name)
+        for path in images:
+            try:
+                [prediction] = await classify(model, [Upload(path.read_bytes(), path.name)], limits, repository.metrics)
+            except (CatdogError, OSError) as exc:
+                failures += 1
+                print(f"{path}: error: {exc}", file=sys.stderr)
+                continue
+            answer = prediction.answer
+            if as_json:
+                print(
+                    json.dumps(
+                        {
+                            "file": str(path),
+                            "model": model_name,
+                            "label": answer.label,
+                            "confidence": answer.confidence,
+                            "probabilities": answer.probabilities,
+                        }
+                    )
+                )
+            else:
+                probs = "  ".join(f"{k}={v:.3f}" for k, v in answer.probabilities.items())
+                print(f"{path}: {answer.label} ({answer.confidence:.3f})  {probs}")
+    except CatdogError as exc:
+        print(f"catdog: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await repository.stop()
+    return 1 if failures else 0
+
+
+def _models(settings: Settings, *, as_json: bool) -> int:
+    from service.card import ModelCard
+
+    root = settings.model_dir
+    rows: list[dict[str, Any]] = []
+    for folder in sorted(p for p in root.glob("*/") if (p / "model.json").exists()):
+        try:
+            card = ModelCard.load(folder / "model.json")
+        except (OSError, ValueError) as exc:
+            rows.append({"name": folder.name, "error": str(exc).splitlines()[0]})
+            continue
+        rows.append(
+            {
+                "name": folder.name,
+                "version": card.version,
+                "labels": card.labels,
+                "input": f"{card.input.width}x{card.input.height}",
+                "description": card.description,
+            }
+        )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no models in {root}")
+    for row in [] if as_json else rows:
+        detail = (
+            row.get("error") or f"v{row['version']}  {row['input']}  {','.join(row['labels'])}  {row['description']}"
+        )
+        print(f"{row['name']:<14} {detail}")
+    return 0
+
+
+def _convert(argv: list[str]) -> int:
+    import importlib
+
+    try:
+        convert_main = importlib.import_module("conversion.cli").main
+    except ImportError as exc:
+        print(f"catdog convert needs the convert extra (pip install 'catdog[convert]'): {exc}", file=sys.stderr)
+        return 2
+    return int(convert_main(argv))

@@ -1,0 +1,77 @@
+"""The service's exception taxonomy. Each error knows its HTTP status, its stable code, and the reason label it
+counts under in `catdog_rejected_requests_total`; the HTTP layer turns it into the one JSON error body."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class CatdogError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    reason: ClassVar[str | None] = None  # counted as a rejection when set
+    retry_after_s: ClassVar[int | None] = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class EmptyInput(CatdogError):
+    status, code, reason = 400, "empty_input", "empty"
+
+
+class InvalidImage(CatdogError):
+    status, code, reason = 400, "invalid_image", "undecodable"
+
+
+class MalformedRequest(CatdogError):
+    status, code, reason = 400, "malformed_request", "malformed"
+
+
+class ModelNotFound(CatdogError):
+    status, code, reason = 404, "model_not_found", "unknown_model"
+
+
+class PayloadTooLarge(CatdogError):
+    status, code, reason = 413, "payload_too_large", "too_large"
+
+
+class TooManyPixels(CatdogError):
+    status, code, reason = 413, "too_many_pixels", "too_many_pixels"
+
+
+class TooManyFiles(CatdogError):
+    status, code, reason = 413, "too_many_files", "too_many_files"
+
+
+class UnsupportedMediaType(CatdogError):
+    status, code, reason = 415, "unsupported_media_type", "unsupported_type"
+
+
+class MissingFile(CatdogError):
+    status, code, reason = 422, "missing_file", "missing_file"
+
+
+class InferenceFailed(CatdogError):
+    status, code, reason = 500, "inference_failed", "inference_error"
+
+
+class NotReady(CatdogError):
+    status, code, reason, retry_after_s = 503, "not_ready", "not_ready", 5
+
+
+class Overloaded(CatdogError):
+    status, code, reason, retry_after_s = 503, "overloaded", "overloaded", 1
+
+
+class Draining(CatdogError):
+    status, code, reason, retry_after_s = 503, "draining", "draining", 5
+
+
+class DeadlineExceeded(CatdogError):
+    status, code, reason = 504, "timeout", "timeout"
+
+
+class StartupError(Exception):
+    """A fault that must stop the process at start-up (e.g. CUDA asked for but absent): never served around."""

@@ -1,0 +1,182 @@
+"""Bytes in, a normalised float32 [3, H, W] tensor out. Every image limit is enforced here, before the
+expensive step it protects: the format is sniffed from magic bytes, the declared size is checked before any
+pixel is decoded, and JPEGs are decoded at reduced scale when the model needs fewer pixels."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from service.card import InputSpec, Preprocessing
+from service.errors import EmptyInput, InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
+
+# Magic bytes of the formats we decode, and of common non-images named in errors.
+_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
+    (b"GIF87a", 0, "GIF"),
+    (b"GIF89a", 0, "GIF"),
+    (b"BM", 0, "BMP"),
+    (b"II*\x00", 0, "TIFF"),
+    (b"MM\x00*", 0, "TIFF"),
+)
+_NON_IMAGES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "PDF"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML/SVG"),
+    (b"<!doctype html", "HTML"),
+    (b"<html", "HTML"),
+    (b"\x1f\x8b", "gzip"),
+)
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+_RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLimits:
+    max_bytes: int
+    max_pixels: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedImage:
+    """An upright RGB image and what the client sent (for metrics and logs)."""
+
+    image: Image.Image
+    format: str
+    width: int  # as declared by the file, before any reduced-scale decode
+    height: int
+    num_bytes: int
+
+
+def sniff_format(data: bytes) -> str:
+    """The image format by content; raises UnsupportedMediaType for anything else (names and headers lie)."""
+    for magic, offset, name in _SIGNATURES:
+        if data.startswith(magic, offset):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    head = data[:256].lstrip().lower()
+    kind = next((name for magic, name in _NON_IMAGES if head.startswith(magic)), None)
+    if kind is None:
+        kind = "text" if _looks_like_text(data[:512]) else "unknown binary data"
+    raise UnsupportedMediaType(f"not a supported image ({', '.join(SUPPORTED_FORMATS)}): content looks like {kind}")
+
+
+def _looks_like_text(sample: bytes) -> bool:
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def decode(data: bytes, limits: ImageLimits, target: tuple[int, int] | None = None) -> DecodedImage:
+    """Validate and decode to upright RGB. `target` (w, h) lets JPEG decode at the smallest scale >= target."""
+    if not data:
+        raise EmptyInput("the image is empty (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise PayloadTooLarge(f"image is {len(data)} bytes; the limit is {limits.max_bytes}")
+    fmt = sniff_format(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            source = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+        width, height = source.size
+        if width * height > limits.max_pixels:
+            raise TooManyPixels(
+                f"image declares {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}"
+            )
+        if target is not None and fmt == "JPEG":
+            source.draft("RGB", _draft_request(width, height, target))
+        source.seek(0)  # animated formats: the first frame
+        source.load()
+        rgb = to_rgb(ImageOps.exif_transpose(source) or source)
+    except (TooManyPixels, PayloadTooLarge):
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise TooManyPixels(f"image is too large to decode safely: {exc}") from None
+    except Exception as exc:
+        raise InvalidImage(f"could not decode the {fmt} image: {_describe(exc)}") from None
+    return DecodedImage(image=rgb, format=fmt, width=width, height=height, num_bytes=len(data))
+
+
+def _draft_request(width: int, height: int, target: tuple[int, int]) -> tuple[int, int]:
+    """The size to ask `Image.draft` for so that the short side still covers the target's short side."""
+    scale = max(target[0], target[1]) / min(width, height)
+    return math.ceil(width * scale), math.ceil(height * scale)
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).split("\n", 1)[0][:200]
+    return text or type(exc).__name__
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB from any mode: 16-bit and float greys are rescaled (not clipped), transparency is composited
+    over white, palette/CMYK/greyscale are converted."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I") or mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max(initial=0.0)
+        if mode == "F" and peak <= 1.0:
+            array = array * 255.0
+        elif peak > 255.0:
+            array = array / 257.0  # 16-bit range to 8-bit
+        return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def resize_target(width: int, height: int, spec: Preprocessing, size: InputSpec) -> tuple[int, int]:
+    """The (w, h) the image is resized to before cropping, as torchvision's Resize(short_side) computes it."""
+    if spec.crop == "none" or spec.resize_short_side is None:
+        return size.width, size.height
+    short = spec.resize_short_side
+    if width <= height:
+        return short, int(short * height / width)
+    return int(short * width / height), short
+
+
+def preprocess(image: Image.Image, spec: Preprocessing, size: InputSpec) -> np.ndarray:
+    """Resize, centre-crop and normalise an RGB image to a float32 [3, H, W] array."""
+    resized_w, resized_h = resize_target(image.width, image.height, spec, size)
+    resample = _RESAMPLING[spec.interpolation]
+    if (image.width, image.height) != (resized_w, resized_h):
+        image = image.resize((resized_w, resized_h), resample, reducing_gap=None)
+    if (resized_w, resized_h) != (size.width, size.height):
+        left = round((resized_w - size.width) / 2.0)
+        top = round((resized_h - size.height) / 2.0)
+        image = image.crop((left, top, left + size.width, top + size.height))
+    pixels = np.asarray(image, dtype=np.float32)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    inv_std = 1.0 / np.asarray(spec.std, dtype=np.float32)
+    return np.ascontiguousarray(((pixels - mean) * inv_std).transpose(2, 0, 1))
+
+
+def load_tensor(
+    data: bytes, spec: Preprocessing, size: InputSpec, limits: ImageLimits
+) -> tuple[np.ndarray, DecodedImage]:
+    """decode() then preprocess(): the whole client-bytes-to-model-input path, used by the service and the CLI."""
+    decoded = decode(data, limits, target=_decode_target(spec, size))
+    return preprocess(decoded.image, spec, size), decoded
+
+
+def _decode_target(spec: Preprocessing, size: InputSpec) -> tuple[int, int]:
+    if spec.crop == "none" or spec.resize_short_side is None:
+        return size.width, size.height
+    return spec.resize_short_side, spec.resize_short_side

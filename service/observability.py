@@ -1,0 +1,176 @@
+"""structlog JSON logs and the service's own Prometheus metrics (names are a contract: docs/architecture.md)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    gc_collector,
+    platform_collector,
+    process_collector,
+)
+
+# Millisecond-scale latency buckets (seconds): 1 ms .. 10 s.
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+)
+CONFIDENCE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+BYTES_BUCKETS = (1e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6, 1e7, 2.5e7)
+PIXEL_BUCKETS = (1e3, 1e4, 1e5, 3e5, 1e6, 2e6, 4e6, 8e6, 1.2e7, 2.4e7, 5e7)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Route structlog and the standard library (uvicorn included) through one JSON (or console) renderer."""
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    exc_processor: list[structlog.types.Processor] = [] if fmt == "console" else [structlog.processors.dict_tracebacks]
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *exc_processor, renderer],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # Our access line replaces uvicorn's.
+    logging.getLogger("uvicorn.access").handlers[:] = []
+    logging.getLogger("uvicorn.access").propagate = False
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """The metric children of one model, resolved once so the hot path does no label lookups."""
+
+    model: str
+    metrics: ServiceMetrics
+
+    def observe_batch(self, size: int, queue_waits_s: list[float], inference_s: float) -> None:
+        self.metrics.batch_size.labels(self.model).observe(size)
+        self.metrics.inference_seconds.labels(self.model).observe(inference_s)
+        wait = self.metrics.queue_wait_seconds.labels(self.model)
+        for seconds in queue_waits_s:
+            wait.observe(seconds)
+
+
+class ServiceMetrics:
+    """Every metric the service exports, registered in one registry owned by the app (tests build many)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        disable_created_metrics()  # *_created series double the scrape size and no dashboard uses them
+        self.registry = registry or CollectorRegistry()
+        process_collector.ProcessCollector(registry=self.registry)
+        platform_collector.PlatformCollector(registry=self.registry)
+        gc_collector.GCCollector(registry=self.registry)
+        r = self.registry
+        self.request_seconds = Histogram(
+            "catdog_request_duration_seconds",
+            "End-to-end time of a prediction request.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.preprocess_seconds = Histogram(
+            "catdog_preprocess_duration_seconds",
+            "Decode, validate and preprocess one image.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait_seconds = Histogram(
+            "catdog_queue_wait_seconds",
+            "Time an image waited for its batch to start.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "catdog_inference_duration_seconds",
+            "One ONNX Runtime run (one batch).",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "catdog_batch_size", "Images per ONNX Runtime run.", ["model"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.predictions = Counter("catdog_predictions", "Answers given, by label.", ["model", "label"], registry=r)
+        self.confidence = Histogram(
+            "catdog_prediction_confidence",
+            "Confidence of the answer.",
+            ["model"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "catdog_requests_in_flight", "Prediction requests being handled now.", ["model"], registry=r
+        )
+        self.rejected = Counter(
+            "catdog_rejected_requests", "Requests refused, by reason.", ["model", "reason"], registry=r
+        )
+        self.image_bytes = Histogram(
+            "catdog_image_bytes", "Size of each uploaded image.", ["model"], buckets=BYTES_BUCKETS, registry=r
+        )
+        self.image_pixels = Histogram(
+            "catdog_image_pixels",
+            "Width x height of each decoded image.",
+            ["model"],
+            buckets=PIXEL_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "catdog_model_info",
+            "The model being served (value 1).",
+            ["model", "version", "sha256", "provider"],
+            registry=r,
+        )
+        self.model_ready = Gauge(
+            "catdog_model_ready", "1 once the model is loaded and warmed up.", ["model"], registry=r
+        )
+
+    def for_model(self, model: str) -> ModelMetrics:
+        return ModelMetrics(model, self)

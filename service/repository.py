@@ -1,0 +1,169 @@
+"""The model repository: every `<model_dir>/<name>/` with a model.json. Loading never raises for a broken
+model: it is marked failed with a clear reason (logged, shown in /readyz and /v1/models) and the others serve."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import structlog
+from pydantic import ValidationError
+
+from service.batching import MicroBatcher
+from service.card import ModelCard
+from service.errors import ModelNotFound, NotReady, StartupError
+from service.observability import ServiceMetrics
+from service.runtime import OnnxModel, resolve_providers
+from service.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+Status = Literal["loading", "ready", "failed"]
+
+
+@dataclass
+class ServedModel:
+    name: str
+    folder: Path
+    status: Status = "loading"
+    error: str | None = None
+    card: ModelCard | None = None
+    sha256: str | None = None
+    runtime: OnnxModel | None = field(default=None, repr=False)
+    batcher: MicroBatcher | None = field(default=None, repr=False)
+
+    @property
+    def provider(self) -> str | None:
+        return self.runtime.provider if self.runtime else None
+
+
+class ModelRepository:
+    def __init__(self, settings: Settings, metrics: ServiceMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.models: dict[str, ServedModel] = {}
+
+    def discover(self) -> None:
+        """Find the model folders (cheap, synchronous): names are known before anything loads."""
+        root = self.settings.model_dir
+        if not root.is_dir():
+            log.error("model_dir_missing", model_dir=str(root))
+            return
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if (folder / "model.json").exists() or (folder / "model.onnx").exists():
+                self.models[folder.name] = ServedModel(folder.name, folder)
+                self.metrics.model_ready.labels(folder.name).set(0)
+
+    async def load_all(self) -> None:
+        """Load and warm every model, in parallel threads; start each ready model's batcher."""
+        providers = resolve_providers(self.settings.providers)
+        await asyncio.gather(*(asyncio.to_thread(self._load, m, providers) for m in self.models.values()))
+        for model in self.models.values():
+            # Marked ready only here, with its batcher running, so /readyz never runs ahead of /predict.
+            if model.status == "loading" and model.runtime is not None and model.card is not None:
+                model.batcher = MicroBatcher(
+                    model.name,
+                    model.runtime.run,
+                    max_batch_size=self.settings.batch_max_size,
+                    max_wait_s=self.settings.batch_max_wait_ms / 1000,
+                    queue_max=self.settings.queue_max,
+                    observer=self.metrics.for_model(model.name),
+                )
+                model.batcher.start()
+                model.status = "ready"
+                log.info(
+                    "model_ready",
+                    model=model.name,
+                    version=model.card.version,
+                    provider=model.provider,
+                    sha256=model.sha256,
+                )
+                self.metrics.model_ready.labels(model.name).set(1)
+                self.metrics.model_info.labels(
+                    model.name, model.card.version, model.sha256 or "", model.provider or ""
+                ).set(1)
+        log.info("models_loaded", ready=self.ready_names(), failed=self.failures())
+
+    async def stop(self) -> None:
+        for model in self.models.values():
+            if model.batcher is not None:
+                await model.batcher.stop()
+
+    def _load(self, model: ServedModel, providers: list[str]) -> None:
+        try:
+            model.card = ModelCard.load(model.folder / "model.json")
+            onnx_path = model.folder / model.card.onnx.file
+            data = onnx_path.read_bytes()
+            model.sha256 = hashlib.sha256(data).hexdigest()
+            expected = model.card.onnx.sha256
+            if expected and expected.lower() != model.sha256:
+                raise ValueError(f"sha256 of {onnx_path.name} is {model.sha256}, the card says {expected}")
+            model.runtime = OnnxModel(
+                onnx_path,
+                input_name=model.card.input.name,
+                output_name=model.card.output.name,
+                providers=providers,
+                intra_op_threads=self.settings.intra_op_threads,
+                inter_op_threads=self.settings.inter_op_threads,
+            )
+            self._warm_up(model)
+        except StartupError:
+            raise
+        except FileNotFoundError as exc:
+            self._fail(model, f"missing file: {Path(exc.filename or '?').name}")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            self._fail(model, f"model.json is invalid: {where}: {first['msg']} ({exc.error_count()} error(s))")
+        except Exception as exc:
+            self._fail(model, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
+
+    def _warm_up(self, model: ServedModel) -> None:
+        """Run blank batches through the graph: first-run allocations happen now, and a graph whose output
+        does not fit the card fails here rather than on a client's request."""
+        assert model.card is not None and model.runtime is not None
+        shape = (3, model.card.input.height, model.card.input.width)
+        sizes = sorted({1, self.settings.batch_max_size})
+        for _ in range(self.settings.warmup_runs):
+            for size in sizes:
+                out = model.runtime.run(np.zeros((size, *shape), dtype=np.float32))
+                if out.shape != (size, len(model.card.labels)):
+                    raise ValueError(
+                        f"output shape {out.shape} does not match {len(model.card.labels)} labels in model.json"
+                    )
+
+    def _fail(self, model: ServedModel, reason: str) -> None:
+        model.status, model.error, model.runtime = "failed", reason, None
+        log.error("model_failed", model=model.name, reason=reason)
+
+    def get(self, name: str) -> ServedModel:
+        model = self.models.get(name)
+        if model is None:
+            raise ModelNotFound(f"no model named {name!r}; see GET /v1/models")
+        if model.status != "ready" or model.batcher is None:
+            detail = model.error or "still loading"
+            raise NotReady(f"model {name!r} is not ready: {detail}")
+        return model
+
+    def ready_names(self) -> list[str]:
+        return [m.name for m in self.models.values() if m.status == "ready"]
+
+    def failures(self) -> dict[str, str]:
+        return {m.name: m.error or "" for m in self.models.values() if m.status == "failed"}
+
+    @property
+    def loading(self) -> bool:
+        return any(m.status == "loading" for m in self.models.values())
+
+    @property
+    def ready(self) -> bool:
+        """Every model has finished loading, and all (require_all_models) or at least one of them is ready."""
+        if self.loading or not self.models:
+            return False
+        if self.settings.require_all_models:
+            return not self.failures()
+        return bool(self.ready_names())

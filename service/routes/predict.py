@@ -1,0 +1,161 @@
+"""POST /predict/{pretrained,scratch} (the seed's routes) and POST /v1/models/{name}/predict."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from service.dependencies import LifecycleDep, MetricsDep, RepositoryDep, SettingsDep
+from service.errors import DeadlineExceeded, Draining
+from service.http import note, request_id_of
+from service.imaging import ImageLimits
+from service.inference import Prediction, classify
+from service.schemas import ErrorResponse, MultiPredictResponse, PredictionBody, PredictResponse
+from service.uploads import read_uploads
+
+router = APIRouter(tags=["predict"])
+
+SEED_MODELS = ("pretrained", "scratch")
+
+IMAGE_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One image as multipart field `file` (repeat the field for several images), "
+        "or one image as the raw body. JPEG, PNG, WebP, BMP, GIF (first frame) or TIFF.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {
+        400: "empty, undecodable or malformed input",
+        404: "unknown model",
+        413: "too many bytes, pixels or files",
+        415: "not a supported image type",
+        422: "no file in the request",
+        503: "not ready, overloaded or draining (see Retry-After)",
+        504: "the request deadline passed",
+    }.items()
+}
+
+
+async def predict(
+    name: str,
+    request: Request,
+    repository: RepositoryDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    lifecycle: LifecycleDep,
+) -> PredictResponse | MultiPredictResponse:
+    if lifecycle.draining:
+        raise Draining("the service is shutting down; retry on another replica")
+    model = repository.get(name)
+    assert model.card is not None
+    note(request, model=name)
+    limits = ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
+    in_flight = metrics.in_flight.labels(name)
+    in_flight.inc()
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(settings.request_timeout_s):
+            uploads = await read_uploads(
+                request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files_per_request
+            )
+            predictions = await classify(model, uploads, limits, metrics)
+    except TimeoutError:
+        raise DeadlineExceeded(f"no answer within {settings.request_timeout_s:g} s") from None
+    finally:
+        in_flight.dec()
+        metrics.request_seconds.labels(name).observe(time.perf_counter() - started)
+    _note_predictions(request, predictions)
+    bodies = [_body(p) for p in predictions]
+    request_id = request_id_of(request)
+    if len(bodies) == 1:
+        return PredictResponse(
+            model=name, model_version=model.card.version, request_id=request_id, **bodies[0].model_dump()
+        )
+    return MultiPredictResponse(model=name, model_version=model.card.version, request_id=request_id, predictions=bodies)
+
+
+def _body(prediction: Prediction) -> PredictionBody:
+    return PredictionBody(
+        label=prediction.answer.label,
+        confidence=prediction.answer.confidence,
+        probabilities=prediction.answer.probabilities,
+        filename=prediction.filename,
+        width=prediction.image.width,
+        height=prediction.image.height,
+    )
+
+
+def _note_predictions(request: Request, predictions: list[Prediction]) -> None:
+    if len(predictions) == 1:
+        p = predictions[0]
+        note(
+            request,
+            label=p.answer.label,
+            confidence=round(p.answer.confidence, 4),
+            image_bytes=p.image.num_bytes,
+            width=p.image.width,
+            height=p.image.height,
+            format=p.image.format,
+        )
+        return
+    note(
+        request,
+        images=len(predictions),
+        label=[p.answer.label for p in predictions],
+        confidence=[round(p.answer.confidence, 4) for p in predictions],
+        image_bytes=[p.image.num_bytes for p in predictions],
+        width=[p.image.width for p in predictions],
+        height=[p.image.height for p in predictions],
+    )
+
+
+router.add_api_route(
+    "/v1/models/{name}/predict",
+    predict,
+    methods=["POST"],
+    response_model=PredictResponse | MultiPredictResponse,
+    responses=ERRORS,
+    openapi_extra=IMAGE_REQUEST_BODY,
+    summary="Classify images with any model in the repository",
+)
+
+
+def _seed_route(model_name: str) -> Any:
+    async def seed_predict(
+        request: Request,
+        repository: RepositoryDep,
+        settings: SettingsDep,
+        metrics: MetricsDep,
+        lifecycle: LifecycleDep,
+    ) -> PredictResponse | MultiPredictResponse:
+        return await predict(model_name, request, repository, settings, metrics, lifecycle)
+
+    return seed_predict
+
+
+for _name in SEED_MODELS:
+    router.add_api_route(
+        f"/predict/{_name}",
+        _seed_route(_name),
+        methods=["POST"],
+        response_model=PredictResponse | MultiPredictResponse,
+        responses=ERRORS,
+        openapi_extra=IMAGE_REQUEST_BODY,
+        summary=f"Classify images with the {_name} model (the seed's route)",
+        operation_id=f"predict_{_name}",
+    )

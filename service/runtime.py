@@ -1,0 +1,68 @@
+"""One ONNX Runtime session per model: provider choice, threads, warm-up and run(batch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from service.errors import StartupError
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def resolve_providers(choice: Literal["auto", "cpu", "cuda"]) -> list[str]:
+    """The provider list for a session. Asking for CUDA where onnxruntime cannot use it is a start-up error,
+    never a silent fall-back to the CPU."""
+    available = ort.get_available_providers()
+    if choice == "cpu":
+        return [CPU]
+    if choice == "cuda":
+        if CUDA not in available:
+            raise StartupError(
+                f"CATDOG_PROVIDERS=cuda but this onnxruntime offers only {available}; "
+                "install onnxruntime-gpu on a machine with an NVIDIA GPU, or set CATDOG_PROVIDERS=auto"
+            )
+        return [CUDA, CPU]
+    return [CUDA, CPU] if CUDA in available else [CPU]
+
+
+class OnnxModel:
+    """A loaded ONNX graph. `run` is thread-safe (ONNX Runtime releases the GIL), so callers run it in threads."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        input_name: str,
+        output_name: str | None,
+        providers: list[str],
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 1,
+    ) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        self.provider: str = self._session.get_providers()[0]
+        if providers[0] == CUDA and self.provider != CUDA:
+            raise StartupError(f"CUDA was requested but the session for {path.name} runs on {self.provider}")
+        inputs = {i.name for i in self._session.get_inputs()}
+        if input_name not in inputs:
+            raise ValueError(f"the graph has no input {input_name!r} (it has {sorted(inputs)})")
+        self._input_name = input_name
+        outputs = [o.name for o in self._session.get_outputs()]
+        if output_name is not None and output_name not in outputs:
+            raise ValueError(f"the graph has no output {output_name!r} (it has {outputs})")
+        self._output_names = [output_name or outputs[0]]
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """[N, 3, H, W] float32 -> [N, num_labels] float32."""
+        result = self._session.run(self._output_names, {self._input_name: batch})
+        return np.asarray(result[0], dtype=np.float32)

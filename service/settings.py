@@ -1,0 +1,55 @@
+"""The one settings object. Every knob is an environment variable with the prefix CATDOG_."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Defaults suit a laptop and a small pod; docs/operations.md explains each one."""
+
+    model_config = SettingsConfigDict(env_prefix="CATDOG_", extra="ignore", frozen=True)
+
+    # Where and how to listen.
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, description="uvicorn worker processes; prefer replicas (metrics are per process)")
+    root_path: str = Field("", description="path prefix when served behind an ingress, e.g. /catdog")
+    forwarded_allow_ips: str = Field("127.0.0.1", description="proxies trusted for X-Forwarded-*; '*' in a cluster")
+
+    # Models and ONNX Runtime.
+    model_dir: Path = Path("models")
+    providers: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when onnxruntime-gpu sees a GPU; cuda: fail at start-up without one"
+    )
+    intra_op_threads: int = Field(0, ge=0, description="threads per inference; 0 lets ONNX Runtime use every core")
+    inter_op_threads: int = Field(1, ge=1)
+    warmup_runs: int = Field(1, ge=1, description="inferences on a blank image before a model counts as ready")
+    require_all_models: bool = Field(False, description="ready only if every model loaded (else: at least one)")
+
+    # Micro-batching and back-pressure.
+    batch_max_size: int = Field(1, ge=1, description="images per ONNX Runtime run")
+    batch_max_wait_ms: float = Field(0.0, ge=0, description="how long a batch waits to fill")
+    queue_max: int = Field(64, ge=1, description="images waiting per model before new ones get 503")
+    request_timeout_s: float = Field(30.0, gt=0, description="per-request deadline; past it: 504")
+    drain_timeout_s: float = Field(20.0, ge=0, description="on SIGTERM, how long accepted requests may finish")
+
+    # Input limits.
+    max_upload_bytes: int = Field(10 * MiB, ge=1, description="request body size limit")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="width x height limit, checked before decoding")
+    max_files_per_request: int = Field(16, ge=1)
+
+    # Observability and surface.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    docs_enabled: bool = True
+    metrics_enabled: bool = True
+    metrics_path: str = "/metrics"
+    grafana_url: str | None = Field(None, description="linked from the web page when set")
+    git_revision: str | None = Field(None, description="shown by /version; the image sets it at build time")
