@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import re
+import tarfile
+from pathlib import Path
+
 import helm_python
 import pytest
+import yaml
 
 from tests.deploy.helm_support import (
     CHART,
+    COMPOSE_DASHBOARD,
     CRD_KINDS,
     KUBE_VERSIONS,
     NEWEST_KUBE,
     OLDEST_KUBE,
+    REPO_ROOT,
     SCENARIOS,
     known_kube_versions,
     kube_validate,
@@ -79,3 +87,22 @@ def test_everything_renders_every_optional_object() -> None:
         "NetworkPolicy",
         "Pod",
     }
+
+
+def test_packaged_chart_carries_the_dashboard(tmp_path: Path) -> None:
+    """`helm package` follows the dashboard symlink, so a pushed chart holds the file, not a dangling link."""
+    archive = helm_python.package(CHART, destination=tmp_path)
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("catdog/dashboards/catdog.json")
+        assert member is not None
+        packaged = member.read().decode()
+    assert json.loads(packaged) == json.loads(COMPOSE_DASHBOARD.read_text())
+
+
+def test_docs_show_the_shipped_adapter_rules() -> None:
+    """The prometheus-adapter rules quoted in docs/kubernetes.md are those of prometheus-adapter-values.yaml."""
+    docs = (REPO_ROOT / "docs" / "kubernetes.md").read_text()
+    blocks = re.findall(r"```yaml\n(rules:\n.*?)```", docs, flags=re.DOTALL)
+    assert len(blocks) == 1
+    shipped = yaml.safe_load((CHART.parent / "prometheus-adapter-values.yaml").read_text())["rules"]["custom"]
+    assert yaml.safe_load(blocks[0])["rules"]["custom"] == shipped
