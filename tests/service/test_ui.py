@@ -476,3 +476,50 @@ def test_page_works_behind_a_prefix_the_service_does_not_know(page: Page, servic
         assert {a["label"] for a in wait_for_answers(page).values()} == {"dog"}
         assert proxy.outside == []
         assert console.errors == []
+
+
+CONTRAST_JS = """
+() => {
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const c = [r, g, b].map((v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (!el.offsetParent || ![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(el).color).slice(0, 3)), lum(background(el))];
+    out.push([el.className || el.tagName, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]);
+  }
+  return out;
+}
+"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_text_contrast(browser: Browser, service: ServiceProcess, scheme: str) -> None:
+    """Every visible piece of text, answers and errors included, reaches WCAG AA contrast (4.5:1)."""
+    context = browser.new_context(viewport={"width": 1000, "height": 800}, color_scheme=scheme)  # type: ignore[arg-type]
+    page = context.new_page()
+    try:
+        console = open_page(page, service.base_url + "/")
+        upload(page, "red.png", png((230, 20, 20)), "image/png")
+        wait_for_answers(page)
+        ratios = page.evaluate(CONTRAST_JS)
+        upload(page, "notes.txt", b"not an image", "text/plain")
+        page.wait_for_selector("#alert:not([hidden])")
+        ratios += page.evaluate(CONTRAST_JS)
+        assert len(ratios) > 20
+        low = [(name, round(ratio, 2)) for name, ratio in ratios if ratio < 4.5]
+        assert low == []
+        screenshot(page, f"contrast-{scheme}.png")
+        assert console.unexpected(400, 415) == []
+    finally:
+        context.close()
