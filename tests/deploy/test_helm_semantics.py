@@ -320,6 +320,7 @@ def test_dashboard_configmap_is_the_compose_dashboard() -> None:
     compose_text = COMPOSE_DASHBOARD.read_text()
     assert json.loads(text) == json.loads(compose_text)
     assert text.strip() == compose_text.strip()
+    assert len(text.encode()) < 900 * 1024, "a ConfigMap (and Helm's release record) must stay well under 1 MiB"
     link = CHART / "dashboards" / "catdog.json"
     assert link.is_symlink()
     assert link.resolve() == COMPOSE_DASHBOARD.resolve()
