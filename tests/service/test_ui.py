@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -521,5 +522,29 @@ def test_text_contrast(browser: Browser, service: ServiceProcess, scheme: str) -
         assert low == []
         screenshot(page, f"contrast-{scheme}.png")
         assert console.unexpected(400, 415) == []
+    finally:
+        context.close()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CATDOG_UI_SCREENSHOT"), reason="set CATDOG_UI_SCREENSHOT=1 to refresh docs/images/ui.png"
+)
+def test_docs_screenshot(browser: Browser, photos: dict[str, Path]) -> None:
+    """Refreshes docs/images/ui.png: the page over the repository's models (or CATDOG_MODEL_DIR) and a cat photo."""
+    model_dir = os.environ.get("CATDOG_MODEL_DIR") or str(REPO_ROOT / "models")
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    try:
+        with ServiceProcess({"CATDOG_MODEL_DIR": model_dir}) as svc:
+            console = open_page(page, svc.base_url + "/")
+            count = len(page.query_selector_all(".card"))
+            page.set_input_files("#file", str(photos[os.environ.get("CATDOG_UI_PHOTO", "cat-cat.webp")]))
+            wait_for_answers(page, count)
+            page.wait_for_function("() => document.getElementById('version').textContent.length > 0")
+            page.evaluate("() => document.activeElement && document.activeElement.blur()")
+            out = REPO_ROOT / "docs" / "images" / "ui.png"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(out), full_page=True)
+            assert console.errors == []
     finally:
         context.close()
