@@ -87,7 +87,7 @@ class ServiceProcess:
         return self.proc.returncode
 
     def __enter__(self) -> ServiceProcess:
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
