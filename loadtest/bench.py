@@ -1,0 +1,271 @@
+"""The benchmark harness (`make bench`): in one run, on this machine, with the server pinned to some cores and
+this process (the load generator) pinned to the others, it measures for each model x {small, large} JPEG:
+
+1. limit  - the same decode + preprocess + ONNX Runtime work in a tight in-process loop on the server's cores;
+2. catdog - `catdog serve` under saturating closed-loop load: images/s, p50/p95/p99; one request at a time
+            (single-request latency); open-loop load at half the saturated rate (p99 at half saturation);
+3. naive  - loadtest/naive_server.py (the seed's design) under the same saturating load;
+
+then prints catdog/limit and catdog/naive, cold start (process start -> /readyz 200), resident memory with
+both models loaded, and the server-side breakdown scraped from /metrics. Results go to --out as JSON and
+Markdown. Numbers on a shared 2-core machine are noisy: compare the ratios, which come from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from loadtest import loadgen
+from loadtest.metrics import breakdown, scrape
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ("cat-cat.webp", "dog-dog.webp")
+SIZES = {"small": (640, 480), "large": (3464, 2598)}  # 0.31 MP and 9.0 MP
+
+
+def make_images(out: Path) -> dict[str, list[Path]]:
+    """JPEGs re-encoded (quality 90) from real photos in data/images: a cat and a dog at each size."""
+    out.mkdir(parents=True, exist_ok=True)
+    found: dict[str, list[Path]] = {}
+    for size_name, size in SIZES.items():
+        for photo in PHOTOS:
+            path = out / f"{Path(photo).stem}-{size_name}.jpg"
+            if not path.exists():
+                buffer = io.BytesIO()
+                image = Image.open(REPO_ROOT / "data" / "images" / photo).convert("RGB")
+                image.resize(size, Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=90)
+                path.write_bytes(buffer.getvalue())
+            found.setdefault(size_name, []).append(path)
+    return found
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(urllib.error.URLError, OSError):
+            response = urllib.request.urlopen(url + "/readyz", timeout=1)  # noqa: S310 (http to our own child)
+            response.close()
+            if response.status == 200:
+                return time.perf_counter() - started
+        time.sleep(0.01)
+    raise TimeoutError("server did not become ready")
+
+
+def _rss_mb(pid: int) -> dict[str, float]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return {"rss_mb": round(fields.get("VmRSS", 0.0), 1), "peak_rss_mb": round(fields.get("VmHWM", 0.0), 1)}
+
+
+@contextlib.contextmanager
+def server(cmd: list[str], env: dict[str, str], cpus: str) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    full = ["taskset", "-c", cpus, *[c.replace("{port}", str(port)) for c in cmd]]
+    started = time.perf_counter()
+    proc = subprocess.Popen(full, env={**os.environ, **env}, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    try:
+        _wait_ready(url, proc)
+        yield url, proc, time.perf_counter() - started
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def limit(model_dir: Path, model: str, image: Path, cpus: str, threads: int, seconds: float) -> float:
+    cmd = ["taskset", "-c", cpus, sys.executable, "-m", "loadtest.bench_limit", str(model_dir), model, str(image)]
+    cmd += ["--seconds", str(seconds), "--threads", str(threads)]
+    out = subprocess.run(cmd, cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["images_per_s"])
+
+
+def requests_for(url: str, path: str, images: list[Path]) -> list[bytes]:
+    return [loadgen.multipart_request(url, path, p.read_bytes(), p.name) for p in images]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    model_dir = args.model_dir.resolve()
+    models = sorted(p.parent.name for p in model_dir.glob("*/model.json"))
+    images = make_images(args.images)
+    n_server = len(_parse_cpus(args.server_cpus))
+    env = {
+        "CATDOG_MODEL_DIR": str(model_dir),
+        "CATDOG_LOG_LEVEL": "warning",
+        "CATDOG_INTRA_OP_THREADS": str(args.threads or n_server),
+        "CATDOG_BATCH_MAX_SIZE": str(args.batch_max_size),
+        "CATDOG_BATCH_MAX_WAIT_MS": str(args.batch_max_wait_ms),
+    }
+    results: dict[str, Any] = {
+        "machine": _machine(),
+        "server_cpus": args.server_cpus,
+        "client_cpus": args.client_cpus,
+        "settings": env,
+        "cells": {},
+    }
+    cells: dict[str, dict[str, Any]] = results["cells"]
+    catdog_cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
+    with server(catdog_cmd, env, args.server_cpus) as (url, proc, cold):
+        results["cold_start_s"] = round(cold, 3)
+        results["memory_after_start"] = _rss_mb(proc.pid)
+        for model in models:
+            for size, paths in images.items():
+                cell = cells.setdefault(f"{model}/{size}", {"model": model, "size": size})
+                reqs = requests_for(url, f"/predict/{model}", paths)
+                # Limit and saturation alternate, best of --repeat each: other work on a shared machine only
+                # ever slows a run down, so the best run is the closest to what the cores can do.
+                limits, sats = [], []
+                for _ in range(args.repeat):
+                    threads = args.threads or n_server
+                    limits.append(limit(model_dir, model, paths[0], args.server_cpus, threads, args.seconds))
+                    before = scrape(url)
+                    sat = asyncio.run(loadgen.closed_loop(url, reqs, args.concurrency, args.seconds))
+                    sats.append((sat, breakdown(before, scrape(url)).get(model, {})))
+                sat, cell["server_breakdown"] = max(sats, key=lambda pair: pair[0].rps)
+                cell["limit_ips"] = round(max(limits), 2)
+                cell["limit_runs"] = [round(x, 2) for x in limits]
+                cell["catdog_runs"] = [round(s.rps, 2) for s, _ in sats]
+                cell["catdog"] = sat.summary()
+                single = asyncio.run(loadgen.closed_loop(url, reqs, 1, args.seconds / 2, warmup_s=0.5))
+                cell["single"] = single.summary()
+                half = asyncio.run(loadgen.open_loop(url, reqs, max(sat.rps / 2, 0.5), args.seconds))
+                cell["half_saturation"] = half.summary()
+                print(f"catdog {model}/{size}: {json.dumps(cell)}", file=sys.stderr, flush=True)
+        results["memory_after_load"] = _rss_mb(proc.pid)
+    naive_cmd = [sys.executable, "-m", "uvicorn", "loadtest.naive_server:app", "--host", "127.0.0.1"]
+    naive_cmd += ["--port", "{port}", "--log-level", "warning", "--no-access-log"]
+    with server(naive_cmd, {"CATDOG_MODEL_DIR": str(model_dir)}, args.server_cpus) as (url, _, _):
+        for model in models:
+            for size, paths in images.items():
+                reqs = requests_for(url, f"/predict/{model}", paths)
+                runs = [
+                    asyncio.run(loadgen.closed_loop(url, reqs, args.concurrency, args.seconds))
+                    for _ in range(args.repeat)
+                ]
+                naive = max(runs, key=lambda r: r.rps)
+                cells[f"{model}/{size}"]["naive"] = naive.summary()
+                print(f"naive {model}/{size}: {json.dumps(naive.summary())}", file=sys.stderr, flush=True)
+    for cell in cells.values():
+        rps = cell["catdog"]["rps"]
+        cell["catdog_over_limit"] = round(rps / cell["limit_ips"], 3) if cell["limit_ips"] else None
+        cell["catdog_over_naive"] = round(rps / cell["naive"]["rps"], 2) if cell["naive"]["rps"] else None
+        cell["p99_half_over_single_p50"] = round(cell["half_saturation"]["p99_ms"] / cell["single"]["p50_ms"], 2)
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        f"Server on CPU {results['server_cpus']}, load generator on CPU {results['client_cpus']}; "
+        f"cold start {results['cold_start_s']} s; "
+        "RSS with all models loaded "
+        f"{results['memory_after_start']['rss_mb']} MB after start, "
+        f"{results['memory_after_load']['rss_mb']} MB after the run "
+        f"(peak {results['memory_after_load']['peak_rss_mb']} MB).",
+        "",
+        "| model / JPEG | limit img/s | catdog img/s | naive img/s | catdog/limit | catdog/naive "
+        "| catdog p50 / p95 / p99 ms | single p50 ms | p99 @ half sat. ms | p99 half / single | gen CPU |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for key, c in results["cells"].items():
+        cat, half, single = c["catdog"], c["half_saturation"], c["single"]
+        lines.append(
+            f"| {key} | {c['limit_ips']:.1f} | {cat['rps']:.1f} | {c['naive']['rps']:.1f} "
+            f"| {c['catdog_over_limit']:.2f} "
+            f"| {c['catdog_over_naive']:.2f} | {cat['p50_ms']:.0f} / {cat['p95_ms']:.0f} / {cat['p99_ms']:.0f} "
+            f"| {single['p50_ms']:.1f} | {half['p99_ms']:.1f} | {c['p99_half_over_single_p50']:.2f} "
+            f"| {cat['client_cpu_share']:.0%} |"
+        )
+    lines += ["", "Server-side means under saturation (from /metrics, this run only):", ""]
+    lines += ["| model / JPEG | request ms | preprocess ms | queue wait ms | inference ms | batch size |"]
+    lines += ["| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for key, c in results["cells"].items():
+        b = c.get("server_breakdown", {})
+        lines.append(
+            f"| {key} | {b.get('request_mean_ms', float('nan')):.1f} | {b.get('preprocess_mean_ms', float('nan')):.1f} "
+            f"| {b.get('queue_wait_mean_ms', float('nan')):.1f} | {b.get('inference_mean_ms', float('nan')):.1f} "
+            f"| {b.get('batch_size_mean', float('nan')):.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _parse_cpus(spec: str) -> list[int]:
+    cpus: list[int] = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        cpus += list(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def _machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        "unknown CPU",
+    )
+    return f"{os.cpu_count()} x {model}, Python {sys.version.split()[0]}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "models")
+    parser.add_argument("--server-cpus", default="1", help="taskset list for the servers and the limit loop")
+    parser.add_argument("--client-cpus", default="0", help="taskset list for this process (the load generator)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per cell")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best counts")
+    parser.add_argument("--concurrency", type=int, default=4, help="closed-loop connections for saturation")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per server CPU)")
+    parser.add_argument("--batch-max-size", type=int, default=1)
+    parser.add_argument("--batch-max-wait-ms", type=float, default=0.0)
+    parser.add_argument("--images", type=Path, default=Path(tempfile.gettempdir()) / "catdog-bench-images")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "bench")
+    args = parser.parse_args(argv)
+    os.sched_setaffinity(0, _parse_cpus(args.client_cpus))
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    results = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench.json").write_text(json.dumps(results, indent=2))
+    table = markdown(results)
+    (args.out / "bench.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""The in-process limit: catdog's own decode + preprocess + ONNX Runtime work on one image at a time in a tight
+loop, no HTTP and no event loop. The benchmark runs it under `taskset` on the server's core(s), so
+catdog-over-HTTP divided by this is the share of the core the serving layer leaves to the model.
+
+python -m loadtest.bench_limit MODEL_DIR MODEL IMAGE [--seconds S] [--threads N] [--batch B]  -> JSON line
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from service.card import ModelCard
+from service.imaging import ImageLimits, load_tensor
+from service.runtime import CPU, OnnxModel
+
+
+def measure(model_dir: Path, model: str, image: Path, seconds: float, threads: int, batch: int) -> dict[str, float]:
+    card = ModelCard.load(model_dir / model / "model.json")
+    runtime = OnnxModel(
+        model_dir / model / card.onnx.file,
+        input_name=card.input.name,
+        output_name=card.output.name,
+        providers=[CPU],
+        intra_op_threads=threads,
+    )
+    data = image.read_bytes()
+    limits = ImageLimits(max_bytes=64 * 1024 * 1024, max_pixels=100_000_000)
+
+    def one_batch() -> None:
+        tensors = [load_tensor(data, card.preprocessing, card.input, limits)[0] for _ in range(batch)]
+        runtime.run(np.stack(tensors))
+
+    for _ in range(3):
+        one_batch()
+    images, decode_s = 0, 0.0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        one_batch()
+        images += batch
+    elapsed = time.perf_counter() - started
+    t0 = time.perf_counter()
+    for _ in range(10):
+        load_tensor(data, card.preprocessing, card.input, limits)
+    decode_s = (time.perf_counter() - t0) / 10
+    return {"images_per_s": images / elapsed, "preprocess_ms": decode_s * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("model")
+    parser.add_argument("image", type=Path)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.model_dir, args.model, args.image, args.seconds, args.threads, args.batch)))
+
+
+if __name__ == "__main__":
+    main()
