@@ -47,3 +47,14 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+# Performance (docs/benchmarks.md). Not run in CI. BENCH_ARGS e.g. "--model-dir /path --seconds 5 --repeat 3".
+BENCH_ARGS ?=
+LOADTEST_PROFILE ?= smoke
+LOADTEST_HOST ?= http://127.0.0.1:8000
+.PHONY: bench loadtest
+bench: $(VENV)/.stamp-test
+	$(BIN)/python -m loadtest bench -- $(BENCH_ARGS)
+
+loadtest: $(VENV)/.stamp-test
+	$(BIN)/python -m loadtest run --profile $(LOADTEST_PROFILE) --host $(LOADTEST_HOST)
