@@ -1,0 +1,5 @@
+"""`python -m conversion ...`."""
+
+from conversion.cli import main
+
+raise SystemExit(main())
