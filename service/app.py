@@ -63,7 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Cats-vs-dogs image classification with ONNX Runtime",
         lifespan=lifespan,
         root_path=settings.root_path,
-        docs_url="/docs" if docs else None,
+        docs_url=settings.docs_path if docs else None,
+        swagger_ui_oauth2_redirect_url=f"{settings.docs_path.rstrip('/')}/oauth2-redirect" if docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )

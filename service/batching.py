@@ -96,6 +96,9 @@ class MicroBatcher:
                 await self._run_batch(jobs)
             except Exception:
                 log.exception("batch_failed", model=self.name)
+                for job in jobs:  # whatever broke, no caller is left waiting for a batch that will never finish
+                    if not job.future.done():
+                        job.future.set_exception(InferenceFailed(f"model {self.name!r} failed to run"))
 
     async def _gather(self) -> list[_Job]:
         jobs = [await self._queue.get()]

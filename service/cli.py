@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -66,20 +68,33 @@ def _serve(settings: Settings) -> int:
     except StartupError as exc:
         print(f"catdog: {exc}", file=sys.stderr)
         return 3
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "workers": settings.workers,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "timeout_graceful_shutdown": math.ceil(settings.drain_timeout_s),
+    }
+    if settings.workers > 1:
+        # uvicorn's supervisor builds plain Servers in the workers: no drain delay, only its graceful timeout.
+        uvicorn.run("service.app:create_app", **options)
+        return 0
+    # One process (the default, and what the chart runs): SIGTERM drains first (service/server.py).
+    from service.server import DrainingServer
+
+    server = DrainingServer(
+        uvicorn.Config("service.app:create_app", **options),
+        drain_delay_s=settings.drain_delay_s,
+        drain_timeout_s=settings.drain_timeout_s,
     )
-    return 0
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return 0 if server.started else 3
 
 
 async def _predict(settings: Settings, model_name: str, images: list[Path], *, as_json: bool) -> int:
@@ -95,7 +110,7 @@ async def _predict(settings: Settings, model_name: str, images: list[Path], *, a
     repository.discover()
     repository.models = {k: v for k, v in repository.models.items() if k == model_name}
     await repository.load_all()
-    limits = ImageLimits(settings.max_upload_bytes, settings.max_image_pixels)
+    limits = ImageLimits(settings.max_upload_bytes, settings.max_image_pixels, settings.max_frames)
     failures = 0
     try:
         model = repository.get(model_name)

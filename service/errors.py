@@ -41,6 +41,10 @@ class TooManyPixels(CatdogError):
     status, code, reason = 413, "too_many_pixels", "too_many_pixels"
 
 
+class TooManyFrames(CatdogError):
+    status, code, reason = 413, "too_many_frames", "too_many_frames"
+
+
 class TooManyFiles(CatdogError):
     status, code, reason = 413, "too_many_files", "too_many_files"
 

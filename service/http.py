@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import CatdogError
 from service.observability import ServiceMetrics
+from service.security import COMMON_HEADERS, NO_STORE, default_policy, docs_policy
 
 access_log = structlog.get_logger("catdog.access")
 log = structlog.get_logger(__name__)
@@ -34,8 +35,11 @@ def note(request: Request, **fields: Any) -> None:
 
 
 class RequestContextMiddleware:
-    """Assigns the request id (the client's X-Request-ID when sane, else a new one), echoes it, and writes one
-    access line per request. Pure ASGI: no per-request task or body buffering."""
+    """Assigns the request id (the client's X-Request-ID when sane, else a new one), echoes it, adds the security
+    headers (service/security.py), asks clients to reconnect elsewhere while draining (`Connection: close`),
+    turns any unhandled exception into the JSON error body, and writes one access line per request. Pure ASGI:
+    no per-request task, and no body buffering except for the small Swagger UI page (its CSP hashes its script).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -50,18 +54,50 @@ class RequestContextMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["access"] = {}
+        app = scope.get("app")
+        lifecycle = getattr(getattr(app, "state", None), "lifecycle", None)
+        docs_url = getattr(app, "docs_url", None)
+        path = _route_path(scope)
+        is_docs = bool(docs_url) and (path == docs_url or path.startswith(f"{docs_url}/"))
         status = 500
+        response_started = False
+        held: Message | None = None  # the docs page's start message, sent once its body is known
+        held_body: list[bytes] = []
+
+        def finish(message: Message, csp: str | None) -> Message:
+            draining = bool(getattr(lifecycle, "draining", False))
+            message["headers"] = _response_headers(list(message.get("headers", [])), request_id, csp, draining)
+            return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started, held
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                response_started = True
+                if is_docs:
+                    held = message
+                    return
+                await send(finish(message, None))
+                return
+            if held is not None and message["type"] == "http.response.body":
+                held_body.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = b"".join(held_body)
+                start, held = held, None
+                await send(finish(start, docs_policy(body)))
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled_error", request_id=request_id, method=scope["method"], path=scope["path"])
+            if response_started:
+                raise
+            body = {"error": {"code": "internal_error", "message": _INTERNAL_MESSAGE, "request_id": request_id}}
+            await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
             access_log.info(
                 "request",
@@ -73,6 +109,33 @@ class RequestContextMiddleware:
                 client=(scope.get("client") or ("", 0))[0],
                 **state.get("access", {}),
             )
+
+
+_INTERNAL_MESSAGE = "internal error; see the service log for this request id"
+
+
+def _response_headers(
+    headers: list[tuple[bytes, bytes]], request_id: str, csp: str | None, draining: bool
+) -> list[tuple[bytes, bytes]]:
+    """The route's headers plus the request id and every security header the route did not set itself."""
+    present = {name.lower() for name, _ in headers}
+    content_type = next((value for name, value in headers if name.lower() == b"content-type"), b"")
+    added = [(b"x-request-id", request_id.encode())]
+    added += [(name, value) for name, value in COMMON_HEADERS if name not in present]
+    if b"content-security-policy" not in present:
+        added.append((b"content-security-policy", (csp or default_policy(content_type)).encode()))
+    if b"cache-control" not in present:
+        added.append(NO_STORE)
+    if draining:
+        headers = [(name, value) for name, value in headers if name.lower() != b"connection"]
+        added.append((b"connection", b"close"))
+    return [*headers, *added]
+
+
+def _route_path(scope: Scope) -> str:
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    return path[len(root) :] or "/" if root and path.startswith(root) else path
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -98,6 +161,8 @@ def register_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
         if exc.reason:
             metrics.rejected.labels(model, exc.reason).inc()
         note(request, error=exc.code)
+        if exc.status == 500:  # a fault, not back-pressure or a deadline: say which request failed
+            log.error("request_failed", request_id=request_id_of(request), code=exc.code, error=exc.message)
         headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
         return error_response(request, exc.status, exc.code, exc.message, headers)
 
@@ -114,7 +179,7 @@ def register_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", request_id=request_id_of(request))
-        return error_response(request, 500, "internal_error", "internal error; see the service log for this request id")
+        return error_response(request, 500, "internal_error", _INTERNAL_MESSAGE)
 
     app.add_exception_handler(CatdogError, on_catdog_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

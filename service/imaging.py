@@ -9,11 +9,19 @@ import math
 import warnings
 from dataclasses import dataclass
 
+from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
 from service.card import InputSpec, Preprocessing
-from service.errors import EmptyInput, InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
+from service.errors import (
+    EmptyInput,
+    InvalidImage,
+    PayloadTooLarge,
+    TooManyFrames,
+    TooManyPixels,
+    UnsupportedMediaType,
+)
 
 # Magic bytes of the formats we decode, and of common non-images named in errors.
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -46,6 +54,7 @@ class ImageLimits:
     max_pixels: int
 
 
+    max_frames: int = 1000
 @dataclass(frozen=True, slots=True)
 class DecodedImage:
     """An upright RGB image and what the client sent (for metrics and logs)."""
@@ -97,11 +106,17 @@ def decode(data: bytes, limits: ImageLimits, target: tuple[int, int] | None = No
             )
         if target is not None and fmt == "JPEG":
             source.draft("RGB", _draft_request(width, height, target))
+        frames = count_frames(data, fmt, source, limits.max_frames)
+        if frames > limits.max_frames:
+            raise TooManyFrames(
+                f"image has more than {limits.max_frames} frames; the limit is {limits.max_frames} "
+                "(only the first is used)"
+            )
         source.seek(0)  # animated formats: the first frame
         source.load()
         ImageOps.exif_transpose(source, in_place=True)  # in place: no copy of the (usual) upright image
         rgb = to_rgb(source)
-    except (TooManyPixels, PayloadTooLarge):
+    except (TooManyPixels, TooManyFrames, PayloadTooLarge):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise TooManyPixels(f"image is too large to decode safely: {exc}") from None
@@ -112,6 +127,61 @@ def decode(data: bytes, limits: ImageLimits, target: tuple[int, int] | None = No
 
 def _draft_request(width: int, height: int, target: tuple[int, int]) -> tuple[int, int]:
     """The size to ask `Image.draft` for so that the short side still covers the target's short side."""
+def count_frames(data: bytes, fmt: str, source: Image.Image, limit: int) -> int:
+    """How many frames the file holds, counting at most `limit + 1` and decoding none. APNG and WebP declare the
+    count in a header; GIF and TIFF are walked here (Pillow's own `n_frames` parses every TIFF directory fully:
+    seconds for a few MB of one-pixel pages). Only the first frame is ever decoded, so this is a cheap refusal
+    of files that are clearly not photos, not what bounds the decode work."""
+    if fmt == "GIF":
+        return _gif_frames(data, limit + 1)
+    if fmt == "TIFF":
+        return _tiff_frames(data, limit + 1)
+    return int(getattr(source, "n_frames", 1))
+
+
+def _gif_frames(data: bytes, stop: int) -> int:
+    """Image descriptors in a GIF, walking blocks without LZW decoding; a malformed tail ends the count."""
+    size = len(data)
+    pos = 13
+    if size < pos:
+        return 0
+    flags = data[10]
+    if flags & 0x80:
+        pos += 3 << ((flags & 7) + 1)  # global colour table
+    frames = 0
+    while pos < size and frames < stop:
+        kind = data[pos]
+        if kind == 0x3B:  # trailer
+            break
+        if kind == 0x21 and pos + 1 < size:  # extension: label, then sub-blocks
+            pos += 2
+        elif kind == 0x2C and pos + 10 <= size:  # image descriptor, local colour table, LZW code size, sub-blocks
+            frames += 1
+            local = data[pos + 9]
+            pos += 10 + ((3 << ((local & 7) + 1)) if local & 0x80 else 0) + 1
+        else:
+            break
+        while pos < size and data[pos]:  # sub-blocks until the zero-length terminator
+            pos += data[pos] + 1
+        pos += 1
+    return frames
+
+
+def _tiff_frames(data: bytes, stop: int) -> int:
+    """Image file directories in a (classic) TIFF, following next-IFD offsets; loops and bad offsets end it."""
+    order: Literal["little", "big"] = "little" if data[:2] == b"II" else "big"
+    offset = int.from_bytes(data[4:8], order)
+    seen: set[int] = set()
+    while 8 <= offset <= len(data) - 2 and offset not in seen and len(seen) < stop:
+        seen.add(offset)
+        entries = int.from_bytes(data[offset : offset + 2], order)
+        end = offset + 2 + 12 * entries
+        if end + 4 > len(data):
+            break
+        offset = int.from_bytes(data[end : end + 4], order)
+    return max(len(seen), 1)
+
+
     scale = max(target[0], target[1]) / min(width, height)
     return math.ceil(width * scale), math.ceil(height * scale)
 

@@ -38,17 +38,29 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(0.0, ge=0, description="how long a batch waits to fill")
     queue_max: int = Field(64, ge=1, description="images waiting per model before new ones get 503")
     request_timeout_s: float = Field(30.0, gt=0, description="per-request deadline; past it: 504")
-    drain_timeout_s: float = Field(20.0, ge=0, description="on SIGTERM, how long accepted requests may finish")
+    drain_timeout_s: float = Field(
+        20.0, ge=0, description="on SIGTERM, the most seconds until exit (drain delay + accepted requests finishing)"
+    )
+    drain_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="on SIGTERM, keep listening this long (readiness 503, new predictions 503) before closing the "
+        "socket; 0 with the chart's preStop sleep, a few seconds without one",
+    )
 
     # Input limits.
     max_upload_bytes: int = Field(10 * MiB, ge=1, description="request body size limit")
     max_image_pixels: int = Field(40_000_000, ge=1, description="width x height limit, checked before decoding")
+    max_frames: int = Field(
+        1000, ge=1, description="frames an animated GIF/PNG/WebP/TIFF may declare (only the first is decoded)"
+    )
     max_files_per_request: int = Field(16, ge=1)
 
     # Observability and surface.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
     docs_enabled: bool = True
+    docs_path: str = Field("/docs", pattern=r"^/[A-Za-z0-9._~/-]*$", description="Swagger UI; /openapi.json stays")
     metrics_enabled: bool = True
     metrics_path: str = "/metrics"
     grafana_url: str | None = Field(None, description="linked from the web page when set")

@@ -64,7 +64,9 @@ async def predict(
     model = repository.get(name)
     assert model.card is not None
     note(request, model=name)
-    limits = ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels)
+    limits = ImageLimits(
+        max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels, max_frames=settings.max_frames
+    )
     in_flight = metrics.in_flight.labels(name)
     in_flight.inc()
     started = time.perf_counter()
