@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA when onnxruntime-gpu sees a GPU; cuda: fail at start-up without one"
     )
-    intra_op_threads: int = Field(0, ge=0, description="threads per inference; 0 lets ONNX Runtime use every core")
+    intra_op_threads: int = Field(
+        0, ge=0, description="threads per inference; 0: the cores this process may use (affinity, cgroup CPU limit)"
+    )
     inter_op_threads: int = Field(1, ge=1)
     warmup_runs: int = Field(1, ge=1, description="inferences on a blank image before a model counts as ready")
     require_all_models: bool = Field(False, description="ready only if every model loaded (else: at least one)")
