@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from dataclasses import dataclass
-
 from typing import Literal
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -33,9 +34,9 @@ _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"II*\x00", 0, "TIFF"),
     (b"MM\x00*", 0, "TIFF"),
 )
-_NON_IMAGES: tuple[tuple[bytes, str], ...] = (
-    (b"%PDF", "PDF"),
-    (b"PK\x03\x04", "ZIP"),
+_NON_IMAGES: tuple[tuple[bytes, str], ...] = (  # lower-case: compared with the lowered head
+    (b"%pdf", "PDF"),
+    (b"pk\x03\x04", "ZIP"),
     (b"<svg", "SVG"),
     (b"<?xml", "XML/SVG"),
     (b"<!doctype html", "HTML"),
@@ -43,6 +44,7 @@ _NON_IMAGES: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gzip"),
 )
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+_REPR = re.compile(r"<[^>]*>|'?/[\w./-]+'?")
 _RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 REDUCING_GAP = 2.0
 """Downscales above 2x first shrink by an integer factor (box filter); Pillow rates 2.0 close to exact."""
@@ -52,9 +54,9 @@ REDUCING_GAP = 2.0
 class ImageLimits:
     max_bytes: int
     max_pixels: int
-
-
     max_frames: int = 1000
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedImage:
     """An upright RGB image and what the client sent (for metrics and logs)."""
@@ -104,14 +106,14 @@ def decode(data: bytes, limits: ImageLimits, target: tuple[int, int] | None = No
             raise TooManyPixels(
                 f"image declares {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}"
             )
-        if target is not None and fmt == "JPEG":
-            source.draft("RGB", _draft_request(width, height, target))
         frames = count_frames(data, fmt, source, limits.max_frames)
         if frames > limits.max_frames:
             raise TooManyFrames(
                 f"image has more than {limits.max_frames} frames; the limit is {limits.max_frames} "
                 "(only the first is used)"
             )
+        if target is not None and fmt == "JPEG":
+            source.draft("RGB", _draft_request(width, height, target))
         source.seek(0)  # animated formats: the first frame
         source.load()
         ImageOps.exif_transpose(source, in_place=True)  # in place: no copy of the (usual) upright image
@@ -125,8 +127,6 @@ def decode(data: bytes, limits: ImageLimits, target: tuple[int, int] | None = No
     return DecodedImage(image=rgb, format=fmt, width=width, height=height, num_bytes=len(data))
 
 
-def _draft_request(width: int, height: int, target: tuple[int, int]) -> tuple[int, int]:
-    """The size to ask `Image.draft` for so that the short side still covers the target's short side."""
 def count_frames(data: bytes, fmt: str, source: Image.Image, limit: int) -> int:
     """How many frames the file holds, counting at most `limit + 1` and decoding none. APNG and WebP declare the
     count in a header; GIF and TIFF are walked here (Pillow's own `n_frames` parses every TIFF directory fully:
@@ -182,12 +182,17 @@ def _tiff_frames(data: bytes, stop: int) -> int:
     return max(len(seen), 1)
 
 
+def _draft_request(width: int, height: int, target: tuple[int, int]) -> tuple[int, int]:
+    """The size to ask `Image.draft` for so that the short side still covers the target's short side."""
     scale = max(target[0], target[1]) / min(width, height)
     return math.ceil(width * scale), math.ceil(height * scale)
 
 
 def _describe(exc: Exception) -> str:
-    text = str(exc).split("\n", 1)[0][:200]
+    """A short, safe reason: first line only, no object reprs or paths from inside Pillow."""
+    text = _REPR.sub("", str(exc).split("\n", 1)[0])[:200].strip()
+    if text.startswith("cannot identify image file"):
+        return "the data is not a valid image of that format"
     return text or type(exc).__name__
 
 
