@@ -79,6 +79,8 @@ def _serve(settings: Settings) -> int:
         "access_log": False,
         "server_header": False,
         "timeout_graceful_shutdown": math.ceil(settings.drain_timeout_s),
+        "http": _http_protocol(),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
     }
     if settings.workers > 1:
         # uvicorn's supervisor builds plain Servers in the workers: no drain delay, only its graceful timeout.
@@ -95,6 +97,16 @@ def _serve(settings: Settings) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return 0 if server.started else 3
+
+
+def _http_protocol() -> Any:
+    """httptools with the request head bounded (service/protocol.py); h11, which bounds it itself, without it.
+    Both read the bound from uvicorn's `h11_max_incomplete_event_size`."""
+    try:
+        from service.protocol import BoundedHttpToolsProtocol
+    except ImportError:
+        return "h11"
+    return BoundedHttpToolsProtocol
 
 
 async def _predict(settings: Settings, model_name: str, images: list[Path], *, as_json: bool) -> int:

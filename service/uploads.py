@@ -90,6 +90,7 @@ def parse_multipart(body: bytes, content_type: str) -> list[Upload]:
     parts: list[_Part] = []
     header_field: list[bytes] = []
     header_value: list[bytes] = []
+    ended: list[bool] = []
 
     def on_part_begin() -> None:
         parts.append(_Part())
@@ -108,12 +109,16 @@ def parse_multipart(body: bytes, content_type: str) -> list[Upload]:
     def on_part_data(data: bytes, start: int, end: int) -> None:
         parts[-1].chunks.append(data[start:end])
 
+    def on_end() -> None:
+        ended.append(True)
+
     callbacks = {
         "on_part_begin": on_part_begin,
         "on_header_field": on_header_field,
         "on_header_value": on_header_value,
         "on_header_end": on_header_end,
         "on_part_data": on_part_data,
+        "on_end": on_end,
     }
     try:
         parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
@@ -121,6 +126,8 @@ def parse_multipart(body: bytes, content_type: str) -> list[Upload]:
         parser.finalize()
     except MultipartParseError as exc:
         raise MalformedRequest(f"malformed multipart body: {str(exc)[:200]}") from None
+    if not ended:  # a truncated upload must not pass for a complete one
+        raise MalformedRequest("malformed multipart body: it ends before the closing boundary")
     uploads = []
     for part in parts:
         disposition, options = parse_options_header(part.headers.get(b"content-disposition", b""))
