@@ -17,6 +17,8 @@ A second SIGTERM or SIGINT skips what is left of the delay; a second SIGINT also
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import signal
 import time
 from types import FrameType
@@ -37,6 +39,7 @@ class DrainingServer(uvicorn.Server):
         self._signalled_at: float | None = None
         self._delay_until = 0.0
         self._logged = False
+        logging.getLogger("uvicorn.error").addFilter(_drop_cancelled_requests)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Runs in a signal handler: set attributes only (no logging: its locks may be held by this very thread).
@@ -74,3 +77,11 @@ class DrainingServer(uvicorn.Server):
         left = self.drain_timeout_s - (now - self._signalled_at) - reserve
         self.config.timeout_graceful_shutdown = max(0.0, left)  # type: ignore[assignment]
         self.should_exit = True
+
+
+def _drop_cancelled_requests(record: logging.LogRecord) -> bool:
+    """uvicorn logs every request it cancels at the drain deadline with a full traceback ("Exception in ASGI
+    application"), tens of milliseconds each: with a queue of them the exit would overrun the drain timeout.
+    Its one line "Cancel N running task(s)" already says it all."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not isinstance(exc, asyncio.CancelledError)

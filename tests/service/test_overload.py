@@ -1,0 +1,132 @@
+"""Overload, deadlines and model faults against the real server process (a deliberately slow or faulty model)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.hostile import JPEG, WHITE, encode, solid, write_faulty_repository, write_slow_repository
+from tests.support.server import ServiceProcess
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def slow_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_slow_repository(tmp_path_factory.mktemp("slow"))
+
+
+def _post(base_url: str, data: bytes = JPEG, timeout: float = 30.0) -> httpx.Response:
+    with httpx.Client(base_url=base_url, timeout=timeout) as client:
+        return client.post("/predict/pretrained", files={"file": ("a.jpg", data, "image/jpeg")})
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    found = re.search(rf"^{re.escape(name)}\{{{re.escape(selector)}\}} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_full_queue_answers_503_at_once_and_probes_keep_answering(slow_repository: Path) -> None:
+    env = {
+        "CATDOG_MODEL_DIR": str(slow_repository),
+        "CATDOG_INTRA_OP_THREADS": "1",
+        "CATDOG_QUEUE_MAX": "2",
+        "CATDOG_BATCH_MAX_SIZE": "1",
+    }
+    with ServiceProcess(env) as svc, ThreadPoolExecutor(max_workers=24) as pool:
+        burst = [pool.submit(_post, svc.base_url) for _ in range(20)]
+        probe_times: dict[str, float] = {}
+        time.sleep(0.3)  # the burst is in: one running, two queued, the rest refused
+        for path in ("/livez", "/readyz", "/metrics", "/v1/models"):
+            started = time.perf_counter()
+            assert svc.client.get(path).status_code == 200, path
+            probe_times[path] = time.perf_counter() - started
+        responses = [f.result() for f in burst]
+        statuses = sorted(r.status_code for r in responses)
+        assert set(statuses) <= {200, 503}, statuses
+        ok = [r for r in responses if r.status_code == 200]
+        refused = [r for r in responses if r.status_code == 503]
+        assert len(ok) >= 3, statuses  # the running one and the two queued ones
+        assert len(refused) >= 10, statuses
+        for r in refused:
+            assert r.headers["retry-after"] == "1"
+            assert r.json()["error"]["code"] == "overloaded"
+            assert r.elapsed.total_seconds() < 1.0  # refused at once, not after waiting
+        assert max(probe_times.values()) < 1.0, probe_times
+        # Back to normal afterwards.
+        assert _post(svc.base_url).status_code == 200
+        metrics = svc.client.get("/metrics").text
+        assert _metric(metrics, "catdog_rejected_requests_total", model="pretrained", reason="overloaded") == len(
+            refused
+        )
+        assert _metric(metrics, "catdog_requests_in_flight", model="pretrained") == 0
+
+
+def test_deadline_answers_504_and_the_work_is_dropped(slow_repository: Path) -> None:
+    env = {
+        "CATDOG_MODEL_DIR": str(slow_repository),
+        "CATDOG_INTRA_OP_THREADS": "1",
+        "CATDOG_BATCH_MAX_SIZE": "1",
+        "CATDOG_REQUEST_TIMEOUT_S": "0.25",
+    }
+    with ServiceProcess(env) as svc, ThreadPoolExecutor(max_workers=8) as pool:
+        responses = [f.result() for f in [pool.submit(_post, svc.base_url) for _ in range(8)]]
+        assert {r.status_code for r in responses} <= {200, 504}
+        timed_out = [r for r in responses if r.status_code == 504]
+        assert len(timed_out) >= 5
+        for r in timed_out:
+            assert r.json()["error"]["code"] == "timeout"
+            assert r.elapsed.total_seconds() < 1.5
+        time.sleep(1.0)  # let whatever was running finish
+        metrics = svc.client.get("/metrics").text
+        runs = _metric(metrics, "catdog_inference_duration_seconds_count", model="pretrained")
+        assert runs < 8 - 2, f"{runs} runs for 8 requests: abandoned work was computed"
+        assert _metric(metrics, "catdog_rejected_requests_total", model="pretrained", reason="timeout") == len(
+            timed_out
+        )
+        assert svc.client.get("/readyz").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def faulty_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    repo = write_faulty_repository(tmp_path_factory.mktemp("faulty"))
+    env = {"CATDOG_MODEL_DIR": str(repo), "CATDOG_BATCH_MAX_SIZE": "4", "CATDOG_BATCH_MAX_WAIT_MS": "5"}
+    with ServiceProcess(env) as svc:
+        yield svc
+
+
+def test_a_model_that_raises_gives_500_and_the_service_keeps_serving(faulty_service: ServiceProcess) -> None:
+    white = encode(solid(WHITE), "JPEG")
+    response = _post(faulty_service.base_url, white)
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["code"] == "inference_failed"
+    assert "onnxruntime" not in response.text.lower() and "/" not in error["message"]
+    request_id = response.headers["x-request-id"]
+    assert error["request_id"] == request_id
+    time.sleep(0.2)
+    logged = [r for r in faulty_service.logs() if r.get("request_id") == request_id]
+    assert any(r.get("event") == "request_failed" and r.get("code") == "inference_failed" for r in logged), logged
+    assert any(r.get("event") == "request" and r.get("status") == 500 for r in logged), logged
+    assert _post(faulty_service.base_url).status_code == 200
+
+
+def test_failing_batches_never_wedge_the_queue(faulty_service: ServiceProcess) -> None:
+    white = encode(solid(WHITE), "JPEG")
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        futures = [pool.submit(_post, faulty_service.base_url, white if i % 2 else JPEG) for i in range(64)]
+        statuses = [f.result().status_code for f in futures]
+    # A batch with a bright image fails as a whole (500); nothing hangs and nothing else appears.
+    assert set(statuses) <= {200, 500}, statuses
+    assert statuses.count(500) >= 32
+    started = time.perf_counter()
+    assert _post(faulty_service.base_url).status_code == 200
+    assert time.perf_counter() - started < 1.0
+    assert faulty_service.client.get("/readyz").status_code == 200
