@@ -58,3 +58,9 @@ bench: $(VENV)/.stamp-test
 
 loadtest: $(VENV)/.stamp-test
 	$(BIN)/python -m loadtest run --profile $(LOADTEST_PROFILE) --host $(LOADTEST_HOST)
+
+# Not in CI: a few minutes of steady load on a real server; reports errors and RSS growth (docs/operations.md).
+SOAK_ARGS ?=
+.PHONY: soak
+soak: $(VENV)/.stamp-test
+	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
