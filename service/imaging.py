@@ -182,9 +182,16 @@ def _tiff_frames(data: bytes, stop: int) -> int:
     return max(len(seen), 1)
 
 
+DRAFT_OVERSAMPLING = 4
+"""libjpeg's 1/4 and 1/8 DCT-domain scaling is a crude filter: decoding straight down to the model's size put the
+160 px scratch model 6.4 grey levels (mean) off the reference. Keeping 4x the target's pixels before the final
+resample brings both shipped models within 0.5 levels, and a 9 MP photo still decodes at 1/2 scale (1/4 of the
+pixels)."""
+
+
 def _draft_request(width: int, height: int, target: tuple[int, int]) -> tuple[int, int]:
-    """The size to ask `Image.draft` for so that the short side still covers the target's short side."""
-    scale = max(target[0], target[1]) / min(width, height)
+    """The size to ask `Image.draft` for: the short side still covers DRAFT_OVERSAMPLING x the target's."""
+    scale = DRAFT_OVERSAMPLING * max(target[0], target[1]) / min(width, height)
     return math.ceil(width * scale), math.ceil(height * scale)
 
 
