@@ -7,7 +7,7 @@ import re
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -24,12 +24,27 @@ def slow_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_slow_repository(tmp_path_factory.mktemp("slow"))
 
 
-def _post(base_url: str) -> httpx.Response | Exception:
+def _client(svc: ServiceProcess) -> httpx.Client:
+    """One client shared by the burst's threads (made up front: a client per thread costs an SSL context each,
+    enough under load for the first requests to finish before the last are sent)."""
+    return httpx.Client(base_url=svc.base_url, timeout=30.0, limits=httpx.Limits(max_connections=64))
+
+
+def _post(client: httpx.Client) -> httpx.Response | Exception:
     try:
-        with httpx.Client(base_url=base_url, timeout=30.0) as client:
-            return client.post("/predict/pretrained", files={"file": ("a.jpg", JPEG, "image/jpeg")})
+        return client.post("/predict/pretrained", files={"file": ("a.jpg", JPEG, "image/jpeg")})
     except httpx.HTTPError as exc:
         return exc
+
+
+def _wait_until_all_arrived(svc: ServiceProcess, futures: list[Future[httpx.Response | Exception]]) -> None:
+    """Until every request of the burst is in the service (running, queued or already answered)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if _in_flight(svc) + sum(f.done() for f in futures) >= len(futures):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the burst did not reach the service")
 
 
 def _in_flight(svc: ServiceProcess) -> float:
@@ -72,12 +87,9 @@ def test_sigterm_drains_accepted_requests_and_refuses_new_ones(slow_repository: 
     svc = ServiceProcess(env).start()
     watch = ReadinessWatch(svc)
     watch.start()
-    with ThreadPoolExecutor(max_workers=40) as pool:
-        accepted = [pool.submit(_post, svc.base_url) for _ in range(24)]  # ~2.4 s of work, one at a time
-        deadline = time.monotonic() + 10
-        while _in_flight(svc) < 24 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert _in_flight(svc) == 24
+    with ThreadPoolExecutor(max_workers=40) as pool, _client(svc) as client:
+        accepted = [pool.submit(_post, client) for _ in range(24)]  # ~2.4 s of work, one at a time
+        _wait_until_all_arrived(svc, accepted)
         assert svc.proc is not None
         signalled = time.monotonic()
         svc.proc.send_signal(signal.SIGTERM)
@@ -118,11 +130,9 @@ def test_drain_timeout_bounds_the_exit(slow_repository: Path) -> None:
         "CATDOG_DRAIN_TIMEOUT_S": "2",
     }
     svc = ServiceProcess(env).start()
-    with ThreadPoolExecutor(max_workers=40) as pool:
-        burst = [pool.submit(_post, svc.base_url) for _ in range(40)]  # ~4 s of work
-        deadline = time.monotonic() + 10
-        while _in_flight(svc) < 40 and time.monotonic() < deadline:
-            time.sleep(0.02)
+    with ThreadPoolExecutor(max_workers=40) as pool, _client(svc) as client:
+        burst = [pool.submit(_post, client) for _ in range(40)]  # ~4 s of work
+        _wait_until_all_arrived(svc, burst)
         assert svc.proc is not None
         signalled = time.monotonic()
         svc.proc.send_signal(signal.SIGTERM)

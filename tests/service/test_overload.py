@@ -22,9 +22,13 @@ def slow_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_slow_repository(tmp_path_factory.mktemp("slow"))
 
 
-def _post(base_url: str, data: bytes = JPEG, timeout: float = 30.0) -> httpx.Response:
-    with httpx.Client(base_url=base_url, timeout=timeout) as client:
-        return client.post("/predict/pretrained", files={"file": ("a.jpg", data, "image/jpeg")})
+def _client(svc: ServiceProcess) -> httpx.Client:
+    """One client shared by a burst's threads, made up front (a client per thread costs an SSL context each)."""
+    return httpx.Client(base_url=svc.base_url, timeout=30.0, limits=httpx.Limits(max_connections=64))
+
+
+def _post(client: httpx.Client, data: bytes = JPEG) -> httpx.Response:
+    return client.post("/predict/pretrained", files={"file": ("a.jpg", data, "image/jpeg")})
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -40,8 +44,8 @@ def test_full_queue_answers_503_at_once_and_probes_keep_answering(slow_repositor
         "CATDOG_QUEUE_MAX": "2",
         "CATDOG_BATCH_MAX_SIZE": "1",
     }
-    with ServiceProcess(env) as svc, ThreadPoolExecutor(max_workers=24) as pool:
-        burst = [pool.submit(_post, svc.base_url) for _ in range(20)]
+    with ServiceProcess(env) as svc, ThreadPoolExecutor(max_workers=24) as pool, _client(svc) as client:
+        burst = [pool.submit(_post, client) for _ in range(20)]
         probe_times: dict[str, float] = {}
         time.sleep(0.3)  # the burst is in: one running, two queued, the rest refused
         for path in ("/livez", "/readyz", "/metrics", "/v1/models"):
@@ -61,7 +65,7 @@ def test_full_queue_answers_503_at_once_and_probes_keep_answering(slow_repositor
             assert r.elapsed.total_seconds() < 1.0  # refused at once, not after waiting
         assert max(probe_times.values()) < 1.0, probe_times
         # Back to normal afterwards.
-        assert _post(svc.base_url).status_code == 200
+        assert _post(client).status_code == 200
         metrics = svc.client.get("/metrics").text
         assert _metric(metrics, "catdog_rejected_requests_total", model="pretrained", reason="overloaded") == len(
             refused
@@ -76,8 +80,8 @@ def test_deadline_answers_504_and_the_work_is_dropped(slow_repository: Path) -> 
         "CATDOG_BATCH_MAX_SIZE": "1",
         "CATDOG_REQUEST_TIMEOUT_S": "0.25",
     }
-    with ServiceProcess(env) as svc, ThreadPoolExecutor(max_workers=8) as pool:
-        responses = [f.result() for f in [pool.submit(_post, svc.base_url) for _ in range(8)]]
+    with ServiceProcess(env) as svc, ThreadPoolExecutor(max_workers=8) as pool, _client(svc) as client:
+        responses = [f.result() for f in [pool.submit(_post, client) for _ in range(8)]]
         assert {r.status_code for r in responses} <= {200, 504}
         timed_out = [r for r in responses if r.status_code == 504]
         assert len(timed_out) >= 5
@@ -104,7 +108,7 @@ def faulty_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service
 
 def test_a_model_that_raises_gives_500_and_the_service_keeps_serving(faulty_service: ServiceProcess) -> None:
     white = encode(solid(WHITE), "JPEG")
-    response = _post(faulty_service.base_url, white)
+    response = _post(faulty_service.client, white)
     assert response.status_code == 500
     error = response.json()["error"]
     assert error["code"] == "inference_failed"
@@ -115,18 +119,18 @@ def test_a_model_that_raises_gives_500_and_the_service_keeps_serving(faulty_serv
     logged = [r for r in faulty_service.logs() if r.get("request_id") == request_id]
     assert any(r.get("event") == "request_failed" and r.get("code") == "inference_failed" for r in logged), logged
     assert any(r.get("event") == "request" and r.get("status") == 500 for r in logged), logged
-    assert _post(faulty_service.base_url).status_code == 200
+    assert _post(faulty_service.client).status_code == 200
 
 
 def test_failing_batches_never_wedge_the_queue(faulty_service: ServiceProcess) -> None:
     white = encode(solid(WHITE), "JPEG")
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        futures = [pool.submit(_post, faulty_service.base_url, white if i % 2 else JPEG) for i in range(64)]
+    with ThreadPoolExecutor(max_workers=16) as pool, _client(faulty_service) as client:
+        futures = [pool.submit(_post, client, white if i % 2 else JPEG) for i in range(64)]
         statuses = [f.result().status_code for f in futures]
     # A batch with a bright image fails as a whole (500); nothing hangs and nothing else appears.
     assert set(statuses) <= {200, 500}, statuses
     assert statuses.count(500) >= 32
     started = time.perf_counter()
-    assert _post(faulty_service.base_url).status_code == 200
+    assert _post(faulty_service.client).status_code == 200
     assert time.perf_counter() - started < 1.0
     assert faulty_service.client.get("/readyz").status_code == 200
