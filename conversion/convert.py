@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import torch
 from torch import nn
 
 from conversion.architectures import Architecture
-from conversion.card import onnx_section, serving_card, write_card
+from conversion.card import ONNX_FILE, onnx_section, serving_card, write_card
 from conversion.decision import choose_min_mass
 from conversion.evaluate import judge, probabilities
 from conversion.export import DEFAULT_OPSET, export_onnx
@@ -45,8 +47,28 @@ class ConversionSpec:
 def convert(
     module: nn.Module, arch: Architecture, spec: ConversionSpec, out_dir: Path, photos: Sequence[LabelledImage]
 ) -> dict[str, Any]:
-    """Write `out_dir/model.onnx` and `out_dir/model.json`; raises ParityError (and writes no card) on mismatch."""
+    """Write `out_dir/model.onnx` and `out_dir/model.json`; raises ParityError on mismatch.
+
+    The graph is staged beside the target and moved into place only once everything passed, so a failed
+    conversion never leaves a model.onnx that disagrees with the model.json next to it.
+    """
+    if spec.decision and FALLBACK_LABEL not in spec.labels:
+        raise ValueError(f"a decision rule needs an {FALLBACK_LABEL!r} label; labels are {list(spec.labels)}")
     out_dir.mkdir(parents=True, exist_ok=True)
+    staged = out_dir / f".{ONNX_FILE}.staged"
+    try:
+        card = _convert_staged(module, arch, spec, staged, photos)
+        staged.replace(out_dir / ONNX_FILE)
+    finally:
+        staged.unlink(missing_ok=True)
+    card["onnx"] = onnx_section(out_dir, spec.opset)
+    write_card(out_dir, card)
+    return card
+
+
+def _convert_staged(
+    module: nn.Module, arch: Architecture, spec: ConversionSpec, onnx_path: Path, photos: Sequence[LabelledImage]
+) -> dict[str, Any]:
     card = serving_card(
         name=spec.name,
         version=spec.version,
@@ -55,7 +77,6 @@ def convert(
         image_size=spec.image_size,
         description=spec.description,
     )
-    onnx_path = out_dir / "model.onnx"
     export_onnx(
         module,
         onnx_path,
@@ -76,9 +97,13 @@ def convert(
         card["decision"] = dict(spec.decision)
     evaluation = judge(probs, card, photos)
 
-    card["onnx"] = onnx_section(out_dir, spec.opset)
     card["license"] = spec.license or arch.license
     card["provenance"] = {"architecture": arch.name, **arch.provenance, **(spec.provenance or {})}
+    card["export"] = {
+        "exporter": "torch.onnx.export (TorchScript, dynamo=False), onnx.checker full check, strict shape inference",
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+    }
     card["parity"] = parity.to_card()
     card["accuracy"] = evaluation.to_card(
         f"{len(photos)} bundled photos (data/images/MANIFEST.csv), preprocessed as the service does"
@@ -86,7 +111,6 @@ def convert(
     if decision_note:
         card["decision_rule"] = decision_note
     card.update(spec.extra or {})
-    write_card(out_dir, card)
     return card
 
 
@@ -95,7 +119,9 @@ def _auto_decision(probs: np.ndarray, labels: Sequence[str], photos: Sequence[La
     truth = [p.label for p in photos]
     chosen = choose_min_mass(probs, labels, truth, FALLBACK_LABEL)
     mass = probs[:, [i for i, label in enumerate(labels) if label != FALLBACK_LABEL]].sum(1)
-    others = [m for m, t in zip(mass, truth, strict=True) if t == FALLBACK_LABEL]
+    others = sorted(
+        ((float(m), p.path.name) for m, p in zip(mass, photos, strict=True) if p.label == FALLBACK_LABEL), reverse=True
+    )
     return {
         **chosen,
         "rule": "maximise balanced accuracy of the final answers; middle of the widest gap among ties",
@@ -104,8 +130,8 @@ def _auto_decision(probs: np.ndarray, labels: Sequence[str], photos: Sequence[La
             p.path.name: round(float(m), 4) for p, m in zip(photos, mass, strict=True) if p.label != FALLBACK_LABEL
         },
         "other_mass": {
-            "max": round(float(max(others)), 4),
-            "median": round(float(np.median(others)), 4),
-            "below_0.1": f"{sum(m < 0.1 for m in others)}/{len(others)}",
+            "highest": {name: round(m, 4) for m, name in others[:3]},
+            "median": round(float(np.median([m for m, _ in others])), 4),
+            "below_0.1": f"{sum(m < 0.1 for m, _ in others)}/{len(others)}",
         },
     }

@@ -14,6 +14,8 @@ from torch import nn
 from conversion.onnxrun import run_onnx, session
 
 FP32_TOLERANCE = 1e-4
+TORCH_THREADS = 1
+"""PyTorch's float results depend on its thread count; fixing it keeps the card's parity figures repeatable."""
 
 
 class ParityError(RuntimeError):
@@ -49,6 +51,7 @@ def check_parity(
     module: nn.Module, onnx_path: Path, batch: np.ndarray, tolerance: float = FP32_TOLERANCE
 ) -> ParityReport:
     """Compare outputs on `batch` ([N,3,H,W] real preprocessed photos); raise ParityError beyond tolerance."""
+    torch.set_num_threads(TORCH_THREADS)
     expected = run_torch(module.eval(), batch)
     actual = run_onnx(session(onnx_path), batch)
     report = ParityReport(

@@ -94,7 +94,11 @@ def build_scratch(
             "distilled from models/pretrained",
         },
         extra={
-            "training": {**trained["training"], "data": f"data/images ({len(photos)} bundled photos)"},
+            "training": {
+                **trained["training"],
+                "data": f"data/images ({len(photos)} bundled photos)",
+                "teacher": "models/pretrained (built just before)",
+            },
             "caveat": "The accuracy figures are measured on the training photos themselves (no larger data set "
             "exists offline); they show memorisation, not generalisation. Retrain on a real data set.",
         },

@@ -12,7 +12,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,6 @@ class TrainConfig:
     temperature: float = 2.0
     seed: int = 0
     threads: int = 1
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 class _Images:
@@ -197,6 +196,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "state_dict": model.eval().state_dict(),
         "training": {
             **settings,
+            "labels": labels,
             "images": dict(sorted(Counter(i.label for i in items).items())),
             "final_loss": round(loss_value, 4),
         },

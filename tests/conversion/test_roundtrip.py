@@ -112,3 +112,11 @@ def test_parity_failure_is_reported(converted: tuple[Path, dict[str, object]], f
     batch = preprocess_batch([p.path for p in read_manifest(few_photos)], card)
     with pytest.raises(ParityError, match="differs from PyTorch"):
         check_parity(tiny_module(seed=1), folder / "model.onnx", batch)
+
+
+def test_failed_parity_leaves_no_model_behind(tmp_path: Path, few_photos: Path) -> None:
+    out = tmp_path / "tiny"
+    spec = ConversionSpec(name="tiny", version="0.0.1", labels=("cat", "dog"), image_size=32, tolerance=-1.0)
+    with pytest.raises(ParityError):
+        convert(tiny_module(), TINY, spec, out, read_manifest(few_photos))
+    assert list(out.iterdir()) == []
