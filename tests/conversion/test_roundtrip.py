@@ -120,3 +120,27 @@ def test_failed_parity_leaves_no_model_behind(tmp_path: Path, few_photos: Path) 
     with pytest.raises(ParityError):
         convert(tiny_module(), TINY, spec, out, read_manifest(few_photos))
     assert list(out.iterdir()) == []
+
+
+def test_cli_quantize_and_evaluate(
+    converted: tuple[Path, dict[str, object]], tmp_path: Path, few_photos: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conversion.cli import main
+
+    folder, _ = converted
+    int8 = tmp_path / "int8.onnx"
+    assert main(["quantize", str(folder), "--out", str(int8), "--photos", str(few_photos)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["int8_size_bytes"] == int8.stat().st_size
+    assert {"size_ratio", "max_abs_diff_vs_fp32", "answers_changed_vs_fp32", "shipped", "fp32_ms", "int8_ms"} <= set(
+        report
+    )
+    assert main(["evaluate", str(folder), "--photos", str(few_photos)]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 6
+
+
+def test_cli_export_fails_cleanly_on_a_bad_request(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from conversion.cli import main
+
+    assert main(["export", "--arch", "no_such_net", "--out", str(tmp_path / "x")]) == 1
+    assert "unknown architecture" in caplog.text
