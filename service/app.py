@@ -16,6 +16,7 @@ from prometheus_fastapi_instrumentator import metrics as http_metrics
 
 from service.errors import StartupError
 from service.http import RequestContextMiddleware, register_error_handlers
+from service.inference import Classifier
 from service.lifecycle import Lifecycle, Phase
 from service.observability import LATENCY_BUCKETS, ServiceMetrics, configure_logging
 from service.repository import ModelRepository
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     metrics = ServiceMetrics()
     repository = ModelRepository(settings, metrics)
+    classifier = Classifier.from_settings(settings, metrics)
     lifecycle = Lifecycle()
 
     @contextlib.asynccontextmanager
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
             await repository.stop()
+            classifier.close()
             log.info("stopped")
 
     docs = settings.docs_enabled
@@ -72,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.repository = repository
     app.state.metrics = metrics
     app.state.lifecycle = lifecycle
+    app.state.classifier = classifier
 
     register_error_handlers(app, metrics)
     for router in (predict.router, models.router, health.router, ui.router):

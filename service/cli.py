@@ -111,8 +111,7 @@ def _http_protocol() -> Any:
 
 async def _predict(settings: Settings, model_name: str, images: list[Path], *, as_json: bool) -> int:
     """The service's own path (repository, batcher, imaging, postprocess) without HTTP."""
-    from service.imaging import ImageLimits
-    from service.inference import classify
+    from service.inference import Classifier
     from service.observability import ServiceMetrics, configure_logging
     from service.repository import ModelRepository
     from service.uploads import Upload
@@ -122,13 +121,13 @@ async def _predict(settings: Settings, model_name: str, images: list[Path], *, a
     repository.discover()
     repository.models = {k: v for k, v in repository.models.items() if k == model_name}
     await repository.load_all()
-    limits = ImageLimits(settings.max_upload_bytes, settings.max_image_pixels, settings.max_frames)
+    classifier = Classifier.from_settings(settings, repository.metrics)
     failures = 0
     try:
         model = repository.get(model_name)
         for path in images:
             try:
-                [prediction] = await classify(model, [Upload(path.read_bytes(), path.name)], limits, repository.metrics)
+                [prediction] = await classifier.classify(model, [Upload(path.read_bytes(), path.name)])
             except (CatdogError, OSError) as exc:
                 failures += 1
                 print(f"{path}: error: {exc}", file=sys.stderr)
@@ -153,6 +152,7 @@ async def _predict(settings: Settings, model_name: str, images: list[Path], *, a
         print(f"catdog: {exc}", file=sys.stderr)
         return 2
     finally:
+        classifier.close()
         await repository.stop()
     return 1 if failures else 0
 

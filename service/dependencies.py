@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.inference import Classifier
 from service.lifecycle import Lifecycle
 from service.observability import ServiceMetrics
 from service.repository import ModelRepository
@@ -28,7 +30,36 @@ def _lifecycle(request: Request) -> Lifecycle:
     return request.app.state.lifecycle  # type: ignore[no-any-return]
 
 
+def _classifier(request: Request) -> Classifier:
+    return request.app.state.classifier  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RepositoryDep = Annotated[ModelRepository, Depends(_repository)]
 MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]
 LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
+ClassifierDep = Annotated[Classifier, Depends(_classifier)]
+
+
+@dataclass(frozen=True, slots=True)
+class PredictContext:
+    """Everything a prediction route needs, as one dependency (the seed routes and the generic one share it)."""
+
+    settings: Settings
+    repository: ModelRepository
+    classifier: Classifier
+    metrics: ServiceMetrics
+    lifecycle: Lifecycle
+
+
+def _predict_context(
+    settings: SettingsDep,
+    repository: RepositoryDep,
+    classifier: ClassifierDep,
+    metrics: MetricsDep,
+    lifecycle: LifecycleDep,
+) -> PredictContext:
+    return PredictContext(settings, repository, classifier, metrics, lifecycle)
+
+
+PredictDep = Annotated[PredictContext, Depends(_predict_context)]

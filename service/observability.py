@@ -47,6 +47,12 @@ BYTES_BUCKETS = (1e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6, 1e7, 2.5e7)
 PIXEL_BUCKETS = (1e3, 1e4, 1e5, 3e5, 1e6, 2e6, 4e6, 8e6, 1.2e7, 2.4e7, 5e7)
 
 
+# Tracebacks as JSON, without each frame's local variables: those may hold uploaded bytes, and are slow to render.
+_DICT_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
+
 def configure_logging(level: str, fmt: str) -> None:
     """Route structlog and the standard library (uvicorn included) through one JSON (or console) renderer."""
     shared: list[structlog.types.Processor] = [
@@ -64,7 +70,7 @@ def configure_logging(level: str, fmt: str) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    exc_processor: list[structlog.types.Processor] = [] if fmt == "console" else [structlog.processors.dict_tracebacks]
+    exc_processor: list[structlog.types.Processor] = [] if fmt == "console" else [_DICT_TRACEBACKS]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *exc_processor, renderer],

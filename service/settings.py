@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         1000, ge=1, description="frames an animated GIF/PNG/WebP/TIFF may declare (only the first is decoded)"
     )
     max_files_per_request: int = Field(16, ge=1)
+    decode_workers: int = Field(
+        0, ge=0, description="threads decoding images; 0: the usable CPUs. Each may hold one max_image_pixels image"
+    )
     max_header_bytes: int = Field(
         65536, ge=1024, description="request line + headers; past it: 431 and the connection closes"
     )

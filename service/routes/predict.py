@@ -8,11 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.dependencies import LifecycleDep, MetricsDep, RepositoryDep, SettingsDep
+from service.dependencies import PredictDep
 from service.errors import DeadlineExceeded, Draining
 from service.http import note, request_id_of
-from service.imaging import ImageLimits
-from service.inference import Prediction, classify
+from service.inference import Prediction
 from service.schemas import ErrorResponse, MultiPredictResponse, PredictionBody, PredictResponse
 from service.uploads import read_uploads
 
@@ -51,22 +50,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def predict(
-    name: str,
-    request: Request,
-    repository: RepositoryDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    lifecycle: LifecycleDep,
-) -> PredictResponse | MultiPredictResponse:
-    if lifecycle.draining:
+async def predict(name: str, request: Request, context: PredictDep) -> PredictResponse | MultiPredictResponse:
+    settings, metrics = context.settings, context.metrics
+    if context.lifecycle.draining:
         raise Draining("the service is shutting down; retry on another replica")
-    model = repository.get(name)
+    model = context.repository.get(name)
     assert model.card is not None
     note(request, model=name)
-    limits = ImageLimits(
-        max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels, max_frames=settings.max_frames
-    )
     in_flight = metrics.in_flight.labels(name)
     in_flight.inc()
     started = time.perf_counter()
@@ -75,7 +65,7 @@ async def predict(
             uploads = await read_uploads(
                 request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files_per_request
             )
-            predictions = await classify(model, uploads, limits, metrics)
+            predictions = await context.classifier.classify(model, uploads)
     except TimeoutError:
         raise DeadlineExceeded(f"no answer within {settings.request_timeout_s:g} s") from None
     finally:
@@ -138,14 +128,8 @@ router.add_api_route(
 
 
 def _seed_route(model_name: str) -> Any:
-    async def seed_predict(
-        request: Request,
-        repository: RepositoryDep,
-        settings: SettingsDep,
-        metrics: MetricsDep,
-        lifecycle: LifecycleDep,
-    ) -> PredictResponse | MultiPredictResponse:
-        return await predict(model_name, request, repository, settings, metrics, lifecycle)
+    async def seed_predict(request: Request, context: PredictDep) -> PredictResponse | MultiPredictResponse:
+        return await predict(model_name, request, context)
 
     return seed_predict
 
