@@ -148,6 +148,18 @@ def test_settings_become_catdog_env_vars() -> None:
     assert {"name": "OMP_NUM_THREADS", "value": "1"} in extra
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_catdog_env_var_is_a_service_setting(scenario: str) -> None:
+    """A misspelt key would be ignored by the service (extra="ignore"): the chart may only set real settings, with
+    values the service's own Settings accepts."""
+    from service.settings import Settings
+
+    env = {k: v for k, v in env_config(render_scenario(scenario)).items() if k.startswith("CATDOG_")}
+    fields = {f"CATDOG_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= fields, set(env) - fields
+    Settings(**{key.removeprefix("CATDOG_").lower(): value for key, value in env.items()})
+
+
 def test_default_is_cpu_only() -> None:
     """Without gpu.enabled: CPU image, no GPU request, no GPU node selector or toleration."""
     docs = render_scenario("default")
