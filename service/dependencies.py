@@ -1,4 +1,7 @@
-"""Typed FastAPI dependencies: routes declare what they need instead of reaching into app.state."""
+"""Typed FastAPI dependencies: routes declare what they need instead of reaching into app.state.
+
+All are `async def`: FastAPI runs a plain `def` dependency in its threadpool, a thread hop per dependency per
+request for what is an attribute read."""
 
 from __future__ import annotations
 
@@ -14,23 +17,23 @@ from service.repository import ModelRepository
 from service.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def _repository(request: Request) -> ModelRepository:
+async def _repository(request: Request) -> ModelRepository:
     return request.app.state.repository  # type: ignore[no-any-return]
 
 
-def _metrics(request: Request) -> ServiceMetrics:
+async def _metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
 
 
-def _lifecycle(request: Request) -> Lifecycle:
+async def _lifecycle(request: Request) -> Lifecycle:
     return request.app.state.lifecycle  # type: ignore[no-any-return]
 
 
-def _classifier(request: Request) -> Classifier:
+async def _classifier(request: Request) -> Classifier:
     return request.app.state.classifier  # type: ignore[no-any-return]
 
 
@@ -52,7 +55,7 @@ class PredictContext:
     lifecycle: Lifecycle
 
 
-def _predict_context(
+async def _predict_context(
     settings: SettingsDep,
     repository: RepositoryDep,
     classifier: ClassifierDep,

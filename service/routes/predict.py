@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from service.dependencies import PredictDep
 from service.errors import DeadlineExceeded, Draining
@@ -50,7 +50,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def predict(name: str, request: Request, context: PredictDep) -> PredictResponse | MultiPredictResponse:
+async def predict(name: str, request: Request, context: PredictDep) -> Response:
+    """The answer is serialised here, once, by pydantic-core: FastAPI would otherwise validate the returned model
+    against the Union response_model again (about a tenth of the event loop's time per request)."""
     settings, metrics = context.settings, context.metrics
     if context.lifecycle.draining:
         raise Draining("the service is shutting down; retry on another replica")
@@ -74,11 +76,16 @@ async def predict(name: str, request: Request, context: PredictDep) -> PredictRe
     _note_predictions(request, predictions)
     bodies = [_body(p) for p in predictions]
     request_id = request_id_of(request)
+    answer: PredictResponse | MultiPredictResponse
     if len(bodies) == 1:
-        return PredictResponse(
+        answer = PredictResponse(
             model=name, model_version=model.card.version, request_id=request_id, **bodies[0].model_dump()
         )
-    return MultiPredictResponse(model=name, model_version=model.card.version, request_id=request_id, predictions=bodies)
+    else:
+        answer = MultiPredictResponse(
+            model=name, model_version=model.card.version, request_id=request_id, predictions=bodies
+        )
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 def _body(prediction: Prediction) -> PredictionBody:
@@ -128,7 +135,7 @@ router.add_api_route(
 
 
 def _seed_route(model_name: str) -> Any:
-    async def seed_predict(request: Request, context: PredictDep) -> PredictResponse | MultiPredictResponse:
+    async def seed_predict(request: Request, context: PredictDep) -> Response:
         return await predict(model_name, request, context)
 
     return seed_predict
