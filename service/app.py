@@ -21,6 +21,7 @@ from service.lifecycle import Lifecycle, Phase
 from service.observability import LATENCY_BUCKETS, ServiceMetrics, configure_logging
 from service.repository import ModelRepository
 from service.routes import health, models, predict, ui
+from service.routes.docs import mount_docs
 from service.runtime import resolve_providers
 from service.settings import Settings
 from service.version import package_version
@@ -66,8 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Cats-vs-dogs image classification with ONNX Runtime",
         lifespan=lifespan,
         root_path=settings.root_path,
-        docs_url=settings.docs_path if docs else None,
-        swagger_ui_oauth2_redirect_url=f"{settings.docs_path.rstrip('/')}/oauth2-redirect" if docs else None,
+        docs_url=None,  # served by routes/docs.py from local assets
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
@@ -80,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     register_error_handlers(app, metrics)
     for router in (predict.router, models.router, health.router, ui.router):
         app.include_router(router)
+    if docs:
+        mount_docs(app, settings.docs_path, "/openapi.json")
     if settings.metrics_enabled:
         _instrument(app, settings, metrics)
     app.add_middleware(RequestContextMiddleware)

@@ -56,9 +56,10 @@ class RequestContextMiddleware:
         state["access"] = {}
         app = scope.get("app")
         lifecycle = getattr(getattr(app, "state", None), "lifecycle", None)
-        docs_url = getattr(app, "docs_url", None)
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        docs_url = settings.docs_path.rstrip("/") if settings is not None and settings.docs_enabled else None
         path = _route_path(scope)
-        is_docs = bool(docs_url) and (path == docs_url or path.startswith(f"{docs_url}/"))
+        is_docs = bool(docs_url) and path in (docs_url, f"{docs_url}/oauth2-redirect")  # not its static assets
         status = 500
         response_started = False
         held: Message | None = None  # the docs page's start message, sent once its body is known

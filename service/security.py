@@ -5,8 +5,8 @@ route set the header itself (the web page sends its own Content-Security-Policy 
   `Cross-Origin-Opener-Policy: same-origin`, and a Content-Security-Policy;
 - the CSP: PAGE_POLICY for HTML (the web page at GET / is written for it), API_POLICY for everything else
   (JSON and /metrics load nothing), DOCS_POLICY for Swagger UI at docs_path, which loads its script and
-  stylesheet from cdn.jsdelivr.net and runs one inline script, allowed by its sha256 hash (computed from the
-  page as served, so a FastAPI upgrade that changes the script cannot break or loosen it);
+  stylesheet from this service (service/routes/docs.py) and runs one inline script, allowed by its sha256 hash
+  (computed from the page as served, so a FastAPI upgrade that changes the script cannot break or loosen it);
 - `Cache-Control: no-store` on every response that does not set its own (API answers, errors, /metrics, docs).
 
 HSTS is left to the TLS-terminating ingress, which knows whether the host is HTTPS-only.
@@ -23,8 +23,6 @@ PAGE_POLICY = (
     "object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
 API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-SWAGGER_CDN = "https://cdn.jsdelivr.net"
-SWAGGER_FAVICON = "https://fastapi.tiangolo.com"
 
 COMMON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
@@ -38,13 +36,14 @@ _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.D
 
 
 def docs_policy(html: bytes) -> str:
-    """Swagger UI's policy: its CDN for script and style, and the page's inline scripts by hash only."""
+    """Swagger UI's policy: its own assets from this origin, and the page's inline scripts by hash only (Swagger
+    UI sets inline styles on elements, hence 'unsafe-inline' for styles alone)."""
     hashes = " ".join(
         f"'sha256-{base64.b64encode(hashlib.sha256(body).digest()).decode()}'" for body in _INLINE_SCRIPT.findall(html)
     )
     return (
-        f"default-src 'none'; script-src {SWAGGER_CDN} {hashes}".rstrip()
-        + f"; style-src {SWAGGER_CDN} 'unsafe-inline'; img-src 'self' data: {SWAGGER_FAVICON}; "
+        f"default-src 'none'; script-src 'self' {hashes}".rstrip()
+        + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
         "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
     )
 

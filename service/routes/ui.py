@@ -123,7 +123,7 @@ def index(request: Request) -> HTMLResponse:
     root_path = str(request.scope.get("root_path") or _setting(request, "root_path", "") or "")
     body = render_index(
         root_path=root_path,
-        docs_url=request.app.docs_url,
+        docs_url=_setting(request, "docs_path", "/docs") if _setting(request, "docs_enabled", True) else None,
         grafana_url=_setting(request, "grafana_url", None),
         max_upload_bytes=int(_setting(request, "max_upload_bytes", 10 * 1024 * 1024)),
     )

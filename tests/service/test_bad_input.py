@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.images import RED, encode, png_declaring, solid
-from tests.support.server import ServiceProcess
+from tests.support.server import ServiceProcess, assert_still_serving
 
 JPEG = encode(solid(RED, (256, 256)), "JPEG")
 SVG = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>'
@@ -54,12 +54,6 @@ def strict_service(tiny_repository: Path) -> Iterator[ServiceProcess]:
         yield svc
 
 
-def _assert_still_serving(svc: ServiceProcess) -> None:
-    response = svc.client.post("/predict/pretrained", files={"file": ("ok.jpg", JPEG, "image/jpeg")})
-    assert response.status_code == 200, response.text
-    assert response.json()["label"] == "cat"
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_refused_clearly(strict_service: ServiceProcess, case: str) -> None:
     kwargs, status, code = CASES[case]
@@ -70,7 +64,7 @@ def test_bad_input_is_refused_clearly(strict_service: ServiceProcess, case: str)
     assert error["message"]
     assert error["request_id"] == response.headers["x-request-id"]
     assert "Traceback" not in response.text and "/work" not in response.text
-    _assert_still_serving(strict_service)
+    assert_still_serving(strict_service)
 
 
 def test_unknown_model(strict_service: ServiceProcess) -> None:
@@ -78,7 +72,7 @@ def test_unknown_model(strict_service: ServiceProcess) -> None:
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"
     assert strict_service.client.get("/v1/models/horse").status_code == 404
-    _assert_still_serving(strict_service)
+    assert_still_serving(strict_service)
 
 
 def test_too_many_files(tiny_repository: Path) -> None:

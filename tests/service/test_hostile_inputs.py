@@ -29,7 +29,7 @@ from tests.support.hostile import (
     tiff_declaring,
     zip_of,
 )
-from tests.support.server import ServiceProcess
+from tests.support.server import ServiceProcess, assert_still_serving
 
 LIMIT = 1_000_000
 BOUNDARY = "catdogboundary"
@@ -176,12 +176,6 @@ def hostile_service(tiny_repository: Path) -> Iterator[ServiceProcess]:
         yield svc
 
 
-def _assert_still_serving(svc: ServiceProcess) -> None:
-    response = svc.client.post("/predict/pretrained", files={"file": ("ok.jpg", JPEG, "image/jpeg")})
-    assert response.status_code == 200, response.text
-    assert response.json()["label"] == "cat"
-
-
 @pytest.mark.parametrize("case", CASES)
 def test_hostile_input(hostile_service: ServiceProcess, case: str) -> None:
     kwargs, status, code, _ = CASES[case]
@@ -202,7 +196,7 @@ def test_hostile_input(hostile_service: ServiceProcess, case: str) -> None:
         assert body["error"]["message"]
         assert body["error"]["request_id"] == response.headers["x-request-id"]
         assert not _LEAKS.search(response.text), response.text
-    _assert_still_serving(hostile_service)
+    assert_still_serving(hostile_service)
 
 
 def test_every_refusal_is_counted_by_reason(hostile_service: ServiceProcess) -> None:
@@ -232,7 +226,7 @@ def test_slow_trickle_of_headers_does_not_block_others(hostile_service: ServiceP
             sock = socket.create_connection(("127.0.0.1", hostile_service.port))
             sock.sendall(b"POST /predict/pretrained HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n\xff\xd8")
             sockets.append(sock)
-        _assert_still_serving(hostile_service)
+        assert_still_serving(hostile_service)
         assert hostile_service.client.get("/readyz").status_code == 200
     finally:
         for sock in sockets:

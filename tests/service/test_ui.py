@@ -123,13 +123,17 @@ def test_base_href_follows_the_root_path() -> None:
     assert_strict_page(text)
 
 
-def test_docs_link_follows_the_app() -> None:
-    app = FastAPI(docs_url=None)
-    app.state.settings = SimpleNamespace(grafana_url=None, max_upload_bytes=1024)
-    app.include_router(ui.router)
-    with TestClient(app) as client:
-        text = client.get("/").text
-    assert not parse_page(text).find("a", href="docs")
+def test_docs_link_follows_the_settings() -> None:
+    for enabled, path, href in ((False, "/docs", None), (True, "/api/docs", "api/docs")):
+        app = FastAPI(docs_url=None)
+        app.state.settings = SimpleNamespace(
+            grafana_url=None, max_upload_bytes=1024, docs_enabled=enabled, docs_path=path
+        )
+        app.include_router(ui.router)
+        with TestClient(app) as client:
+            page = parse_page(client.get("/").text)
+        links = [a.attrs.get("href") for a in page.find("a")]
+        assert [h for h in links if h and h.endswith("docs")] == ([href] if href else [])
 
 
 def test_static_assets_are_cached_by_version() -> None:
@@ -420,6 +424,18 @@ def test_keyboard_drop_and_paste(page: Page, service: ServiceProcess) -> None:
     page.wait_for_function("() => document.getElementById('status').textContent.includes('cat')")
     assert {a["label"] for a in wait_for_answers(page).values()} == {"cat"}
     assert console.errors == []
+
+
+def test_swagger_ui_renders_offline(page: Page, service: ServiceProcess) -> None:
+    """/docs loads Swagger UI from the service itself (no CDN) and renders every route with no console error."""
+    console = Console(page)
+    elsewhere: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(service.base_url) else elsewhere.append(r.url))
+    page.goto(f"{service.base_url}/docs")
+    page.wait_for_selector('[data-path="/predict/pretrained"]')
+    assert page.locator('[data-path="/v1/models/{name}/predict"]').count() == 1
+    assert not elsewhere
+    assert not console.unexpected()
 
 
 def test_page_fits_a_phone(browser: Browser, service: ServiceProcess) -> None:

@@ -5,29 +5,19 @@ from __future__ import annotations
 import io
 import struct
 import zipfile
-import zlib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+from tests.support.images import RED, encode, png_declaring, solid
 from tests.support.onnx_models import build_colour_classifier, write_model_dir
 
-RED = (220, 30, 30)
+__all__ = ["RED", "encode", "png_declaring", "solid"]  # re-exported for the hostile-input table
+
 WHITE = (255, 255, 255)
-
-
-def encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def solid(colour: tuple[int, int, int] = RED, size: tuple[int, int] = (64, 48)) -> Image.Image:
-    return Image.new("RGB", size, colour)
 
 
 def noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
@@ -39,16 +29,6 @@ def noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
 JPEG = encode(solid(), "JPEG")
 PNG = encode(solid(), "PNG")
 WEBP = encode(solid(), "WEBP")
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A tiny PNG whose IHDR declares width x height (the CRC is fixed up so only the size is wrong)."""
-    data = bytearray(encode(solid(size=(1, 1)), "PNG"))
-    data[16:20] = width.to_bytes(4, "big")
-    data[20:24] = height.to_bytes(4, "big")
-    crc = zlib.crc32(bytes(data[12:29]))
-    data[29:33] = crc.to_bytes(4, "big")
-    return bytes(data)
 
 
 def jpeg_declaring(width: int, height: int) -> bytes:

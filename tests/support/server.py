@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.images import RED, encode, solid
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -91,3 +93,12 @@ class ServiceProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def assert_still_serving(svc: ServiceProcess) -> None:
+    """After a refused request, the next valid one (a red JPEG: "cat" for the tiny colour models) still works."""
+    response = svc.client.post(
+        "/predict/pretrained", files={"file": ("ok.jpg", encode(solid(RED, (64, 48)), "JPEG"), "image/jpeg")}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["label"] == "cat"
