@@ -6,6 +6,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 
+def error_body(code: str, message: str, request_id: str) -> dict[str, dict[str, str]]:
+    """The one JSON error shape every refusal and fault leaves the service in (docs/api.md)."""
+    return {"error": {"code": code, "message": message, "request_id": request_id}}
+
+
 class CatdogError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import CatdogError
+from service.errors import CatdogError, error_body
 from service.observability import ServiceMetrics
 from service.security import COMMON_HEADERS, NO_STORE, default_policy, docs_policy
 
@@ -97,7 +97,7 @@ class RequestContextMiddleware:
             log.exception("unhandled_error", request_id=request_id, method=scope["method"], path=scope["path"])
             if response_started:
                 raise
-            body = {"error": {"code": "internal_error", "message": _INTERNAL_MESSAGE, "request_id": request_id}}
+            body = error_body("internal_error", _INTERNAL_MESSAGE, request_id)
             await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
             access_log.info(
@@ -149,12 +149,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
 def error_response(
     request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "request_id": request_id_of(request)}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(error_body(code, message, request_id_of(request)), status_code=status, headers=headers)
 
 
 def register_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
-    """Every failure leaves as {"error": {code, message, request_id}}; no traceback or path ever does."""
+    """Every failure leaves as {"error": {code, message, request_id}}; no traceback or path ever does. Unhandled
+    exceptions are answered by RequestContextMiddleware, which sits inside Starlette's ServerErrorMiddleware
+    (where an `Exception` handler would run) and so sees them first."""
 
     async def on_catdog_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, CatdogError)
@@ -178,11 +179,6 @@ def register_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled_error", request_id=request_id_of(request))
-        return error_response(request, 500, "internal_error", _INTERNAL_MESSAGE)
-
     app.add_exception_handler(CatdogError, on_catdog_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)

@@ -14,6 +14,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from service.errors import error_body
+
 DEFAULT_MAX_HEAD_BYTES = 65536
 
 
@@ -59,15 +61,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self) -> None:
         request_id = uuid.uuid4().hex
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "headers_too_large",
-                    "message": f"the request line and headers exceed {self.max_head_bytes} bytes",
-                    "request_id": request_id,
-                }
-            }
-        ).encode()
+        message = f"the request line and headers exceed {self.max_head_bytes} bytes"
+        body = json.dumps(error_body("headers_too_large", message, request_id)).encode()
         head = (
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
             b"content-type: application/json\r\n"
