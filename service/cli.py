@@ -118,8 +118,7 @@ async def _predict(settings: Settings, model_name: str, images: list[Path], *, a
 
     configure_logging("warning", "console")
     repository = ModelRepository(settings, ServiceMetrics())
-    repository.discover()
-    repository.models = {k: v for k, v in repository.models.items() if k == model_name}
+    repository.discover(only=model_name)
     await repository.load_all()
     classifier = Classifier.from_settings(settings, repository.metrics)
     failures = 0
@@ -158,19 +157,24 @@ async def _predict(settings: Settings, model_name: str, images: list[Path], *, a
 
 
 def _models(settings: Settings, *, as_json: bool) -> int:
+    """The repository as the service finds it (same scan), each card read without loading the model."""
     from service.card import ModelCard
+    from service.observability import ServiceMetrics
+    from service.repository import ModelRepository
 
     root = settings.model_dir
+    repository = ModelRepository(settings, ServiceMetrics())
+    repository.discover()
     rows: list[dict[str, Any]] = []
-    for folder in sorted(p for p in root.glob("*/") if (p / "model.json").exists()):
+    for model in repository.models.values():
         try:
-            card = ModelCard.load(folder / "model.json")
+            card = ModelCard.load(model.folder / "model.json")
         except (OSError, ValueError) as exc:
-            rows.append({"name": folder.name, "error": str(exc).splitlines()[0]})
+            rows.append({"name": model.name, "error": str(exc).splitlines()[0]})
             continue
         rows.append(
             {
-                "name": folder.name,
+                "name": model.name,
                 "version": card.version,
                 "labels": card.labels,
                 "input": f"{card.input.width}x{card.input.height}",

@@ -47,13 +47,16 @@ class ModelRepository:
         self.metrics = metrics
         self.models: dict[str, ServedModel] = {}
 
-    def discover(self) -> None:
-        """Find the model folders (cheap, synchronous): names are known before anything loads."""
+    def discover(self, only: str | None = None) -> None:
+        """Find the model folders (cheap, synchronous): names are known before anything loads. `only` keeps one
+        model (the CLI's `predict --model`)."""
         root = self.settings.model_dir
         if not root.is_dir():
             log.error("model_dir_missing", model_dir=str(root))
             return
         for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if only is not None and folder.name != only:
+                continue
             if (folder / "model.json").exists() or (folder / "model.onnx").exists():
                 self.models[folder.name] = ServedModel(folder.name, folder)
                 self.metrics.model_ready.labels(folder.name).set(0)

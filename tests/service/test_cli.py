@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.support.images import BLUE, RED, encode, solid
+from tests.support.onnx_models import write_test_repository
 from tests.support.server import REPO_ROOT
 
 
@@ -49,3 +50,12 @@ def test_models_lists_the_repository(tiny_repository: Path) -> None:
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["scratch"]["input"] == "40x48"
     assert rows["pretrained"]["labels"] == ["cat", "dog", "other"]
+
+
+def test_models_reports_what_the_service_would_fail(tmp_path: Path) -> None:
+    """Same scan as the service: a folder with model.onnx but no card is listed with its error, not skipped."""
+    write_test_repository(tmp_path)
+    (tmp_path / "scratch" / "model.json").unlink()
+    rows = {row["name"]: row for row in json.loads(catdog("models", "--model-dir", str(tmp_path), "--json").stdout)}
+    assert "model.json" in rows["scratch"]["error"]
+    assert rows["pretrained"]["version"] == "1.0.0"
