@@ -21,7 +21,6 @@ from service.security import COMMON_HEADERS, NO_STORE, default_policy, docs_poli
 access_log = structlog.get_logger("catdog.access")
 log = structlog.get_logger(__name__)
 
-REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
