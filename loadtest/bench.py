@@ -77,7 +77,8 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) 
     raise TimeoutError("server did not become ready")
 
 
-def _rss_mb(pid: int) -> dict[str, float]:
+def process_memory_mb(pid: int) -> dict[str, float]:
+    """Resident and peak resident memory of a process, in MiB (from /proc/<pid>/status)."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     catdog_cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
     with server(catdog_cmd, env, args.server_cpus) as (url, proc, cold):
         results["cold_start_s"] = round(cold, 3)
-        results["memory_after_start"] = _rss_mb(proc.pid)
+        results["memory_after_start"] = process_memory_mb(proc.pid)
         for model in models:
             for size, paths in images.items():
                 cell = cells.setdefault(f"{model}/{size}", {"model": model, "size": size})
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 half = asyncio.run(loadgen.open_loop(url, reqs, max(sat.rps / 2, 0.5), args.seconds))
                 cell["half_saturation"] = half.summary()
                 print(f"catdog {model}/{size}: {json.dumps(cell)}", file=sys.stderr, flush=True)
-        results["memory_after_load"] = _rss_mb(proc.pid)
+        results["memory_after_load"] = process_memory_mb(proc.pid)
     naive_cmd = [sys.executable, "-m", "uvicorn", "loadtest.naive_server:app", "--host", "127.0.0.1"]
     naive_cmd += ["--port", "{port}", "--log-level", "warning", "--no-access-log"]
     with server(naive_cmd, {"CATDOG_MODEL_DIR": str(model_dir)}, args.server_cpus) as (url, _, _):

@@ -26,16 +26,14 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from loadtest.bench import process_memory_mb  # noqa: E402
 from tests.support.hostile import JPEG, animated_gif, encode, noise, png_declaring  # noqa: E402
 from tests.support.onnx_models import write_test_repository  # noqa: E402
 from tests.support.server import ServiceProcess  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return process_memory_mb(pid)["rss_mb"]
 
 
 def workload(photos: list[bytes]) -> list[tuple[str, dict[str, object], set[int]]]:
