@@ -10,7 +10,7 @@ from typing import Any
 
 from conversion.architectures import Architecture
 from conversion.export import INPUT_NAME
-from service.card import ModelCard
+from service.dataplane.card import ModelCard
 
 ONNX_FILE = "model.onnx"
 CARD_FILE = "model.json"

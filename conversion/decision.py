@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from service import postprocess
-from service.card import Decision
+from service.dataplane import postprocess
+from service.dataplane.card import Decision
 
 
 def decide(probabilities: np.ndarray, labels: Sequence[str], decision: Mapping[str, Any] | None) -> list[str]:
-    """One label per row of `probabilities` ([N, K]), by the service's own rule (service.postprocess)."""
+    """One label per row of `probabilities` ([N, K]), by the service's own rule (service.dataplane.postprocess)."""
     rule = Decision.model_validate(decision) if decision else None
     return [postprocess.decide(row, list(labels), is_logits=False, decision=rule).label for row in probabilities]
 

@@ -1,6 +1,6 @@
 """Image file -> model input exactly as the service computes it, so parity and accuracy measure what is served.
 
-The service owns decoding and preprocessing (`service.imaging`); this module only adapts it to files and cards.
+The service owns decoding and preprocessing (`service.dataplane.imaging`); this module adapts it to files and cards.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from service.card import ModelCard
-from service.imaging import ImageLimits, load_tensor
+from service.dataplane.card import ModelCard
+from service.dataplane.imaging import ImageLimits, load_tensor
 
 # Generous: the service's own limits reject uploads, they never change the pixels of an accepted one.
 LIMITS = ImageLimits(max_bytes=256 * 1024 * 1024, max_pixels=200_000_000)

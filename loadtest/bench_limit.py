@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from service.card import ModelCard
-from service.imaging import ImageLimits, load_tensor
-from service.runtime import CPU, OnnxModel
+from service.dataplane.card import ModelCard
+from service.dataplane.imaging import ImageLimits, load_tensor
+from service.dataplane.runtime import CPU, OnnxModel
 
 
 def measure(model_dir: Path, model: str, image: Path, seconds: float, threads: int, batch: int) -> dict[str, float]:

@@ -14,15 +14,15 @@ from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as http_metrics
 
+from service.dataplane.inference import Classifier
+from service.dataplane.repository import ModelRepository
+from service.dataplane.runtime import resolve_providers
 from service.errors import StartupError
-from service.http import RequestContextMiddleware, register_error_handlers
-from service.inference import Classifier
 from service.lifecycle import Lifecycle, Phase
 from service.observability import LATENCY_BUCKETS, ServiceMetrics, configure_logging
-from service.repository import ModelRepository
-from service.routes import health, models, predict, ui
-from service.routes.docs import mount_docs
-from service.runtime import resolve_providers
+from service.rest.middleware import RequestContextMiddleware, register_error_handlers
+from service.rest.routes import health, models, predict, ui
+from service.rest.routes.docs import mount_docs
 from service.settings import Settings
 from service.version import package_version
 

@@ -59,8 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
+    from service.dataplane.runtime import resolve_providers
     from service.observability import configure_logging
-    from service.runtime import resolve_providers
 
     configure_logging(settings.log_level, settings.log_format)
     try:
@@ -100,10 +100,10 @@ def _serve(settings: Settings) -> int:
 
 
 def _http_protocol() -> Any:
-    """httptools with the request head bounded (service/protocol.py); h11, which bounds it itself, without it.
+    """httptools with the request head bounded (service/rest/head_limit.py); h11, which bounds it itself, without it.
     Both read the bound from uvicorn's `h11_max_incomplete_event_size`."""
     try:
-        from service.protocol import BoundedHttpToolsProtocol
+        from service.rest.head_limit import BoundedHttpToolsProtocol
     except ImportError:
         return "h11"
     return BoundedHttpToolsProtocol
@@ -111,10 +111,9 @@ def _http_protocol() -> Any:
 
 async def _predict(settings: Settings, model_name: str, images: list[Path], *, as_json: bool) -> int:
     """The service's own path (repository, batcher, imaging, postprocess) without HTTP."""
-    from service.inference import Classifier
+    from service.dataplane.inference import Classifier, Upload
+    from service.dataplane.repository import ModelRepository
     from service.observability import ServiceMetrics, configure_logging
-    from service.repository import ModelRepository
-    from service.uploads import Upload
 
     configure_logging("warning", "console")
     repository = ModelRepository(settings, ServiceMetrics())
@@ -158,9 +157,9 @@ async def _predict(settings: Settings, model_name: str, images: list[Path], *, a
 
 def _models(settings: Settings, *, as_json: bool) -> int:
     """The repository as the service finds it (same scan), each card read without loading the model."""
-    from service.card import ModelCard
+    from service.dataplane.card import ModelCard
+    from service.dataplane.repository import ModelRepository
     from service.observability import ServiceMetrics
-    from service.repository import ModelRepository
 
     root = settings.model_dir
     repository = ModelRepository(settings, ServiceMetrics())

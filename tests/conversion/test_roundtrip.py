@@ -18,7 +18,7 @@ from conversion.onnxrun import run_onnx, session  # noqa: E402
 from conversion.parity import ParityError, check_parity  # noqa: E402
 from conversion.photos import read_manifest  # noqa: E402
 from conversion.preprocess import preprocess_batch  # noqa: E402
-from service.card import ModelCard  # noqa: E402
+from service.dataplane.card import ModelCard  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

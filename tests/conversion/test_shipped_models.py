@@ -14,7 +14,7 @@ import pytest
 from conversion.evaluate import evaluate
 from conversion.onnxrun import session
 from conversion.photos import read_manifest
-from service.card import ModelCard
+from service.dataplane.card import ModelCard
 from tests.conftest import PHOTOS
 from tests.support.server import REPO_ROOT
 

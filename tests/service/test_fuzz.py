@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from service.card import InputSpec, Preprocessing
+from service.dataplane.card import InputSpec, Preprocessing
+from service.dataplane.imaging import ImageLimits, count_frames, load_tensor, sniff_format
 from service.errors import (
     EmptyInput,
     InvalidImage,
@@ -21,7 +22,6 @@ from service.errors import (
     TooManyPixels,
     UnsupportedMediaType,
 )
-from service.imaging import ImageLimits, count_frames, load_tensor, sniff_format
 from tests.support.hostile import animated_gif, encode, multipage_tiff, noise
 from tests.support.server import ServiceProcess
 

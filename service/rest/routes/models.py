@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.dependencies import RepositoryDep
+from service.dataplane.repository import ServedModel
 from service.errors import ModelNotFound
-from service.repository import ServedModel
-from service.schemas import ErrorResponse, InputBody, ModelBody, ModelsResponse
+from service.rest.dependencies import RepositoryDep
+from service.rest.schemas import ErrorResponse, InputBody, ModelBody, ModelsResponse
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.card import Decision
+from service.dataplane.card import Decision
 
 
 @dataclass(frozen=True, slots=True)

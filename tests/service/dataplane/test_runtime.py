@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from service.dataplane.runtime import CPU, resolve_providers, usable_cpus
 from service.errors import StartupError
-from service.runtime import CPU, resolve_providers, usable_cpus
 
 
 def test_cpu_providers() -> None:

@@ -12,8 +12,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.http import RequestContextMiddleware
-from service.security import API_POLICY, PAGE_POLICY
+from service.rest.middleware import RequestContextMiddleware
+from service.rest.security import API_POLICY, PAGE_POLICY
 from tests.support.hostile import encode, noise
 from tests.support.server import ServiceProcess
 

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import CatdogError, error_body
 from service.observability import ServiceMetrics
-from service.security import COMMON_HEADERS, NO_STORE, default_policy, docs_policy
+from service.rest.security import COMMON_HEADERS, NO_STORE, default_policy, docs_policy
 
 access_log = structlog.get_logger("catdog.access")
 log = structlog.get_logger(__name__)
@@ -35,7 +35,7 @@ def note(request: Request, **fields: Any) -> None:
 
 class RequestContextMiddleware:
     """Assigns the request id (the client's X-Request-ID when sane, else a new one), echoes it, adds the security
-    headers (service/security.py), asks clients to reconnect elsewhere while draining (`Connection: close`),
+    headers (service/rest/security.py), asks clients to reconnect elsewhere while draining (`Connection: close`),
     turns any unhandled exception into the JSON error body, and writes one access line per request. Pure ASGI:
     no per-request task, and no body buffering except for the small Swagger UI page (its CSP hashes its script).
     """

@@ -13,11 +13,11 @@ import numpy as np
 import structlog
 from pydantic import ValidationError
 
-from service.batching import MicroBatcher
-from service.card import ModelCard
+from service.dataplane.batching import MicroBatcher
+from service.dataplane.card import ModelCard
+from service.dataplane.runtime import OnnxModel, resolve_providers
 from service.errors import ModelNotFound, NotReady, StartupError
 from service.observability import ServiceMetrics
-from service.runtime import OnnxModel, resolve_providers
 from service.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -5,7 +5,7 @@ route set the header itself (the web page sends its own Content-Security-Policy 
   `Cross-Origin-Opener-Policy: same-origin`, and a Content-Security-Policy;
 - the CSP: PAGE_POLICY for HTML (the web page at GET / is written for it), API_POLICY for everything else
   (JSON and /metrics load nothing), DOCS_POLICY for Swagger UI at docs_path, which loads its script and
-  stylesheet from this service (service/routes/docs.py) and runs one inline script, allowed by its sha256 hash
+  stylesheet from this service (service/rest/routes/docs.py) and runs one inline script, allowed by its sha256 hash
   (computed from the page as served, so a FastAPI upgrade that changes the script cannot break or loosen it);
 - `Cache-Control: no-store` on every response that does not set its own (API answers, errors, /metrics, docs).
 

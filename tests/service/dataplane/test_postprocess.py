@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.card import Decision
-from service.postprocess import decide, softmax
+from service.dataplane.card import Decision
+from service.dataplane.postprocess import decide, softmax
 
 LABELS = ["cat", "dog", "other"]
 

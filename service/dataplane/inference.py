@@ -10,14 +10,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.dataplane.imaging import DecodedImage, ImageLimits, load_tensor
+from service.dataplane.postprocess import Answer, decide
+from service.dataplane.repository import ServedModel
+from service.dataplane.runtime import usable_cpus
 from service.errors import InferenceFailed
-from service.imaging import DecodedImage, ImageLimits, load_tensor
 from service.observability import ServiceMetrics
-from service.postprocess import Answer, decide
-from service.repository import ServedModel
-from service.runtime import usable_cpus
 from service.settings import Settings
-from service.uploads import Upload
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One encoded image as a client sent it (any protocol), with the name it came under, if any."""
+
+    data: bytes
+    filename: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

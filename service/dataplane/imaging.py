@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps
 
-from service.card import InputSpec, Preprocessing
+from service.dataplane.card import InputSpec, Preprocessing
 from service.errors import (
     EmptyInput,
     InvalidImage,
@@ -240,7 +240,7 @@ def resize_target(width: int, height: int, spec: Preprocessing, size: InputSpec)
 def preprocess(image: Image.Image, spec: Preprocessing, size: InputSpec) -> np.ndarray:
     """Resize, centre-crop and normalise an RGB image to a float32 [3, H, W] array.
 
-    Same result as resize-then-crop (tolerance: tests/service/test_imaging_fast_path.py), cheaper:
+    Same result as resize-then-crop (tolerance: tests/service/dataplane/test_imaging_fast_path.py), cheaper:
     only the crop window is resampled (`box`), large downscales first shrink by an integer factor
     (`reducing_gap`), and the float tensor is allocated once and normalised in place."""
     resized_w, resized_h = resize_target(image.width, image.height, spec, size)

@@ -13,6 +13,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from service.dataplane.inference import Upload
 from service.errors import (
     EmptyInput,
     MalformedRequest,
@@ -24,12 +25,6 @@ from service.errors import (
 
 FILE_FIELDS = (b"file", b"files")
 RAW_TYPES = ("application/octet-stream",)
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    data: bytes
-    filename: str | None = None
 
 
 async def read_uploads(request: Request, *, max_bytes: int, max_files: int) -> list[Upload]:

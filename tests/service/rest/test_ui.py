@@ -21,9 +21,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service.routes import ui
+from service.rest.routes import ui
 from tests.conftest import require_tool
-from tests.service.ui_support import PrefixProxy, parse_page
+from tests.service.rest.ui_support import PrefixProxy, parse_page
 from tests.support.onnx_models import write_test_repository
 from tests.support.server import REPO_ROOT, ServiceProcess
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from service.dependencies import PredictDep
+from service.dataplane.inference import Prediction
 from service.errors import DeadlineExceeded, Draining
-from service.http import note, request_id_of
-from service.inference import Prediction
-from service.schemas import ErrorResponse, MultiPredictResponse, PredictionBody, PredictResponse
-from service.uploads import read_uploads
+from service.rest.dependencies import PredictDep
+from service.rest.middleware import note, request_id_of
+from service.rest.schemas import ErrorResponse, MultiPredictResponse, PredictionBody, PredictResponse
+from service.rest.uploads import read_uploads
 
 router = APIRouter(tags=["predict"])
 

@@ -8,8 +8,8 @@ import onnxruntime
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.dependencies import LifecycleDep, RepositoryDep, SettingsDep
-from service.schemas import ReadyResponse, VersionResponse
+from service.rest.dependencies import LifecycleDep, RepositoryDep, SettingsDep
+from service.rest.schemas import ReadyResponse, VersionResponse
 from service.version import git_revision, package_version
 
 router = APIRouter(tags=["health"])

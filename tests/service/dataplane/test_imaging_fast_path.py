@@ -18,9 +18,9 @@ import onnxruntime as ort
 import pytest
 from PIL import Image, ImageOps
 
-from service.card import InputSpec, ModelCard, Preprocessing
-from service.imaging import ImageLimits, load_tensor, preprocess, resize_target, to_rgb
-from service.postprocess import decide
+from service.dataplane.card import InputSpec, ModelCard, Preprocessing
+from service.dataplane.imaging import ImageLimits, load_tensor, preprocess, resize_target, to_rgb
+from service.dataplane.postprocess import decide
 from tests.support.onnx_models import write_test_repository
 from tests.support.server import REPO_ROOT
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.card import InputSpec, Preprocessing
+from service.dataplane.card import InputSpec, Preprocessing
+from service.dataplane.imaging import ImageLimits, decode, preprocess, sniff_format, to_rgb
 from service.errors import EmptyInput, InvalidImage, PayloadTooLarge, TooManyPixels, UnsupportedMediaType
-from service.imaging import ImageLimits, decode, preprocess, sniff_format, to_rgb
 from tests.support.images import BLUE, RED, encode, png_declaring, solid
 
 LIMITS = ImageLimits(max_bytes=10_000_000, max_pixels=50_000_000)

@@ -13,7 +13,7 @@ from functools import wraps
 import numpy as np
 import pytest
 
-from service.batching import MicroBatcher
+from service.dataplane.batching import MicroBatcher
 from service.errors import Draining, InferenceFailed, Overloaded
 
 

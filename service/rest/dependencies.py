@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.inference import Classifier
+from service.dataplane.inference import Classifier
+from service.dataplane.repository import ModelRepository
 from service.lifecycle import Lifecycle
 from service.observability import ServiceMetrics
-from service.repository import ModelRepository
 from service.settings import Settings
 
 

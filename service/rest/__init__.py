@@ -1,0 +1,1 @@
+"""The HTTP adapter: FastAPI routes (catdog's own and the page), middleware, uploads, response schemas."""
