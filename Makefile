@@ -64,3 +64,11 @@ SOAK_ARGS ?=
 .PHONY: soak
 soak: $(VENV)/.stamp-test
 	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
+
+# Not in CI: catdog against KServe, LitServe, Triton (PyTriton), BentoML, MLServer and Ray Serve on the same core
+# (docs/benchmarks.md, "catdog against its peers"). Installs each peer's venv under .peers/ on first use (network).
+# PEERS_ARGS e.g. "--smoke", or "--peers kserve,litserve --sizes small --seconds 5 --repeat 1".
+PEERS_ARGS ?=
+.PHONY: bench-peers
+bench-peers: $(VENV)/.stamp-test
+	$(BIN)/python -m loadtest.peers $(PEERS_ARGS)
