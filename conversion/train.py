@@ -49,6 +49,8 @@ class TrainConfig:
     temperature: float = 2.0
     seed: int = 0
     threads: int = 1
+    only: tuple[str, ...] | None = None
+    """Train on these file names from `data` only (the selection half of a held-out split); None: all."""
 
 
 class _Images:
@@ -151,7 +153,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     generator = _seed(config)
     items = load_labelled(config.data)
     labels = list(config.labels or sorted({i.label for i in items}))
-    items = [i for i in items if i.label in labels]
+    items = [i for i in items if i.label in labels and (config.only is None or i.path.name in config.only)]
     targets = [labels.index(i.label) for i in items]
     log.info("training on %d images: %s", len(items), dict(Counter(i.label for i in items)))
 
@@ -188,7 +190,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
             log.info("step %d/%d loss %.4f (%.0f s)", step + 1, config.steps, loss_value, time.perf_counter() - start)
 
     seconds = time.perf_counter() - start
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items() if k != "out"}
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items() if k not in ("out", "only")
+    }
     checkpoint: dict[str, Any] = {
         "arch": arch.name,
         "labels": labels,
