@@ -20,6 +20,7 @@ from service.dataplane.runtime import resolve_providers
 from service.errors import StartupError
 from service.lifecycle import Lifecycle, Phase
 from service.observability import LATENCY_BUCKETS, ServiceMetrics, configure_logging
+from service.rest.admission import AdmissionMiddleware
 from service.rest.middleware import RequestContextMiddleware, register_error_handlers
 from service.rest.routes import health, models, predict, ui
 from service.rest.routes.docs import mount_docs
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mount_docs(app, settings.docs_path, "/openapi.json")
     if settings.metrics_enabled:
         _instrument(app, settings, metrics)
+    app.add_middleware(AdmissionMiddleware)  # outside the HTTP metrics, which would cost a refusal a third more
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -15,11 +15,13 @@ class CatdogError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     reason: ClassVar[str | None] = None  # counted as a rejection when set
-    retry_after_s: ClassVar[int | None] = None
+    retry_after_s: int | None = None  # the class default; an instance may say better (admission's drain time)
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
 
 
 class EmptyInput(CatdogError):

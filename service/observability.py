@@ -179,5 +179,40 @@ class ServiceMetrics:
             "catdog_model_ready", "1 once the model is loaded and warmed up.", ["model"], registry=r
         )
 
+        # Admission control (service/dataplane/admission.py).
+        self.admissions = Counter(
+            "catdog_admissions",
+            "Admission decisions: admitted, or refused_limit / refused_deadline / refused_memory.",
+            ["model", "result"],
+            registry=r,
+        )
+        self.admission_limit = Gauge(
+            "catdog_admission_limit",
+            "Concurrency limit now (measured throughput x target latency).",
+            ["model"],
+            registry=r,
+        )
+        self.admission_throughput = Gauge(
+            "catdog_admission_throughput",
+            "Measured requests completed per second while the model had work.",
+            ["model"],
+            registry=r,
+        )
+        self.stage_depth = Gauge(
+            "catdog_stage_depth",
+            "Admitted work in each stage: reading, decoding, queued, inference.",
+            ["model", "stage"],
+            registry=r,
+        )
+        self.expired = Counter(
+            "catdog_expired_work",
+            "Work dropped because its deadline passed before the stage.",
+            ["model", "stage"],
+            registry=r,
+        )
+        self.body_bytes_in_flight = Gauge(
+            "catdog_body_bytes_in_flight", "Request body bytes reserved by admitted requests.", registry=r
+        )
+
     def for_model(self, model: str) -> ModelMetrics:
         return ModelMetrics(model, self)

@@ -39,7 +39,19 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(1, ge=1, description="images per ONNX Runtime run")
     batch_max_wait_ms: float = Field(0.0, ge=0, description="how long a batch waits to fill")
     queue_max: int = Field(64, ge=1, description="images waiting per model before new ones get 503")
-    request_timeout_s: float = Field(30.0, gt=0, description="per-request deadline; past it: 504")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="per-request deadline, and the cap on a client's X-Request-Timeout; past it: 504"
+    )
+
+    # Admission control (service/dataplane/admission.py; docs/operations.md "Admission control").
+    admission_target_latency_s: float = Field(
+        1.0, gt=0, description="latency goal for admitted requests: limit = measured throughput x this"
+    )
+    admission_min_limit: int = Field(8, ge=1, description="per-model concurrency floor (and the limit at start)")
+    admission_max_limit: int = Field(64, ge=1, description="per-model concurrency cap, whatever is measured")
+    admission_max_body_bytes: int = Field(
+        128 * MiB, ge=1, description="request bodies admitted requests may hold in memory, all models together"
+    )
     drain_timeout_s: float = Field(
         20.0, ge=0, description="on SIGTERM, the most seconds until exit (drain delay + accepted requests finishing)"
     )

@@ -3,8 +3,10 @@
 Requests put their preprocessed tensor on the queue and await a future. One worker task takes the first
 waiting tensor, gathers more until `max_batch_size` or `max_wait_s` passes, and runs them as one batch in a
 dedicated thread, so the event loop never blocks on ONNX Runtime. A full queue refuses at once (Overloaded ->
-503 + Retry-After) instead of letting latency grow without bound; a caller that gave up (deadline, disconnect)
-has its tensor dropped before the batch runs, not computed for nobody.
+503 + Retry-After) instead of letting latency grow without bound (admission keeps it from filling: the
+queue only ever holds admitted work). A caller that gave up (disconnect, cancelled) or whose deadline has
+passed has its tensor dropped before the batch runs, not computed for nobody; an admission permit travelling
+with the tensor also counts it in the `queued` and `inference` stages.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Protocol
 import numpy as np
 import structlog
 
-from service.errors import Draining, InferenceFailed, Overloaded
+from service.dataplane.admission import Permit, Stage, lower_thread_priority
+from service.errors import DeadlineExceeded, Draining, InferenceFailed, Overloaded
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +36,7 @@ class BatchObserver(Protocol):
 class _Job:
     tensor: np.ndarray
     future: asyncio.Future[np.ndarray]
+    permit: Permit | None = None
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -53,7 +57,9 @@ class MicroBatcher:
         self._max_wait_s = max_wait_s
         self._queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_max)
         self._observer = observer
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{name}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"infer-{name}", initializer=lower_thread_priority
+        )
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -65,15 +71,20 @@ class MicroBatcher:
         if self._task is None:
             self._task = asyncio.create_task(self._serve(), name=f"batcher-{self.name}")
 
-    async def submit(self, tensor: np.ndarray) -> np.ndarray:
-        """Queue one [3, H, W] tensor; returns its output row. Raises Overloaded when the queue is full."""
+    async def submit(self, tensor: np.ndarray, permit: Permit | None = None) -> np.ndarray:
+        """Queue one [3, H, W] tensor; returns its output row. Raises Overloaded when the queue is full, and
+        DeadlineExceeded when the permit's deadline passes before its batch runs."""
         if self._task is None:
             raise Draining(f"model {self.name!r} is not accepting work")
+        if permit is not None:
+            permit.check(Stage.QUEUED)
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Job(tensor, future))
+            self._queue.put_nowait(_Job(tensor, future, permit))
         except asyncio.QueueFull:
             raise Overloaded(f"model {self.name!r} has {self._queue.maxsize} images waiting; retry shortly") from None
+        if permit is not None:
+            permit.enter(Stage.QUEUED)
         return await future
 
     async def stop(self) -> None:
@@ -85,6 +96,8 @@ class MicroBatcher:
                 await task
         while not self._queue.empty():
             job = self._queue.get_nowait()
+            if job.permit is not None:
+                job.permit.leave(Stage.QUEUED)
             if not job.future.done():
                 job.future.set_exception(Draining("the service is shutting down"))
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -119,9 +132,32 @@ class MicroBatcher:
         return jobs
 
     async def _run_batch(self, jobs: list[_Job]) -> None:
-        live = [job for job in jobs if not job.future.done()]  # callers that gave up are dropped here
+        for job in jobs:
+            if job.permit is not None:
+                job.permit.leave(Stage.QUEUED)
+        live = [job for job in jobs if self._wanted(job)]  # callers that gave up or ran out of time: dropped
         if not live:
             return
+        for job in live:
+            if job.permit is not None:
+                job.permit.enter(Stage.INFERENCE)
+        try:
+            await self._infer(live)
+        finally:
+            for job in live:
+                if job.permit is not None:
+                    job.permit.leave(Stage.INFERENCE)
+
+    @staticmethod
+    def _wanted(job: _Job) -> bool:
+        if job.future.done():
+            return False
+        if job.permit is not None and job.permit.expired(Stage.INFERENCE):
+            job.future.set_exception(DeadlineExceeded("the deadline passed in the batch queue; the work was dropped"))
+            return False
+        return True
+
+    async def _infer(self, live: list[_Job]) -> None:
         started = time.perf_counter()
         batch = np.stack([job.tensor for job in live])
         try:

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from service.dataplane.admission import Admission, Permit, Stage, lower_thread_priority
 from service.dataplane.imaging import DecodedImage, ImageLimits, load_tensor
 from service.dataplane.postprocess import Answer, decide
 from service.dataplane.repository import ServedModel
@@ -36,22 +38,34 @@ class Prediction:
 
 class Classifier:
     """Decodes on a bounded pool of its own (each decode may hold a `max_pixels` image, so the pool size
-    bounds decode memory under a flood), then hands tensors to the model's batcher."""
+    bounds decode memory under a flood), then hands tensors to the model's batcher. `admission` is the door
+    every adapter passes first (service/dataplane/admission.py)."""
 
-    def __init__(self, limits: ImageLimits, metrics: ServiceMetrics, decode_workers: int) -> None:
+    def __init__(
+        self, limits: ImageLimits, metrics: ServiceMetrics, decode_workers: int, admission: Admission | None = None
+    ) -> None:
         self.limits = limits
         self.metrics = metrics
-        self._pool = ThreadPoolExecutor(max_workers=decode_workers, thread_name_prefix="decode")
+        self.admission = admission or Admission(metrics)
+        self._pool = ThreadPoolExecutor(
+            max_workers=decode_workers, thread_name_prefix="decode", initializer=lower_thread_priority
+        )
 
-    async def classify(self, model: ServedModel, uploads: list[Upload]) -> list[Prediction]:
+    async def classify(
+        self, model: ServedModel, uploads: list[Upload], permit: Permit | None = None
+    ) -> list[Prediction]:
         """Decode every image first (one bad file fails the request before any inference), then run them
-        through the model's batcher concurrently. Raises the service's errors for bad input or overload."""
+        through the model's batcher concurrently. Raises the service's errors for bad input or overload.
+        With a permit, each stage is counted and work past its deadline is dropped before it starts."""
         assert model.card is not None
         assert model.batcher is not None
         card, batcher = model.card, model.batcher
         loop = asyncio.get_running_loop()
-        decoded = await asyncio.gather(*(loop.run_in_executor(self._pool, self._prepare, model, u) for u in uploads))
-        rows = await asyncio.gather(*(batcher.submit(tensor) for tensor, _ in decoded))
+        with permit.track(Stage.DECODING) if permit is not None else contextlib.nullcontext():
+            decoded = await asyncio.gather(
+                *(loop.run_in_executor(self._pool, self._prepare, model, u, permit) for u in uploads)
+            )
+        rows = await asyncio.gather(*(batcher.submit(tensor, permit) for tensor, _ in decoded))
         predictions = []
         for (_, image), row, upload in zip(decoded, rows, uploads, strict=True):
             try:
@@ -66,13 +80,24 @@ class Classifier:
     @classmethod
     def from_settings(cls, settings: Settings, metrics: ServiceMetrics) -> Classifier:
         limits = ImageLimits(settings.max_upload_bytes, settings.max_image_pixels, settings.max_frames)
-        return cls(limits, metrics, decode_workers=settings.decode_workers or usable_cpus())
+        admission = Admission(
+            metrics,
+            target_latency_s=settings.admission_target_latency_s,
+            min_limit=settings.admission_min_limit,
+            max_limit=settings.admission_max_limit,
+            max_body_bytes=settings.admission_max_body_bytes,
+        )
+        return cls(limits, metrics, decode_workers=settings.decode_workers or usable_cpus(), admission=admission)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _prepare(self, model: ServedModel, upload: Upload) -> tuple[np.ndarray, DecodedImage]:
+    def _prepare(
+        self, model: ServedModel, upload: Upload, permit: Permit | None = None
+    ) -> tuple[np.ndarray, DecodedImage]:
         assert model.card is not None
+        if permit is not None:
+            permit.check(Stage.DECODING)  # waited in the pool past its deadline: not decoded for nobody
         started = time.perf_counter()
         tensor, image = load_tensor(upload.data, model.card.preprocessing, model.card.input, self.limits)
         self.metrics.preprocess_seconds.labels(model.name).observe(time.perf_counter() - started)

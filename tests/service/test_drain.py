@@ -81,6 +81,7 @@ def test_sigterm_drains_accepted_requests_and_refuses_new_ones(slow_repository: 
         "CATDOG_INTRA_OP_THREADS": "1",
         "CATDOG_BATCH_MAX_SIZE": "1",
         "CATDOG_QUEUE_MAX": "64",
+        "CATDOG_ADMISSION_MIN_LIMIT": "64",  # every request of the burst admitted: this is about draining them
         "CATDOG_DRAIN_DELAY_S": "1.5",
         "CATDOG_DRAIN_TIMEOUT_S": "15",
     }
@@ -127,6 +128,7 @@ def test_drain_timeout_bounds_the_exit(slow_repository: Path) -> None:
         "CATDOG_MODEL_DIR": str(slow_repository),
         "CATDOG_INTRA_OP_THREADS": "1",
         "CATDOG_BATCH_MAX_SIZE": "1",
+        "CATDOG_ADMISSION_MIN_LIMIT": "64",  # all 40 admitted (admission would refuse most of them at once)
         "CATDOG_DRAIN_TIMEOUT_S": "2",
     }
     svc = ServiceProcess(env).start()

@@ -60,7 +60,8 @@ def test_full_queue_answers_503_at_once_and_probes_keep_answering(slow_repositor
         assert len(ok) >= 3, statuses  # the running one and the two queued ones
         assert len(refused) >= 10, statuses
         for r in refused:
-            assert r.headers["retry-after"] == "1"
+            # Retry-After follows the measured drain time (service/dataplane/admission.py), not a constant.
+            assert 1 <= int(r.headers["retry-after"]) <= 30
             assert r.json()["error"]["code"] == "overloaded"
             assert r.elapsed.total_seconds() < 1.0  # refused at once, not after waiting
         assert max(probe_times.values()) < 1.0, probe_times
@@ -79,6 +80,9 @@ def test_deadline_answers_504_and_the_work_is_dropped(slow_repository: Path) -> 
         "CATDOG_INTRA_OP_THREADS": "1",
         "CATDOG_BATCH_MAX_SIZE": "1",
         "CATDOG_REQUEST_TIMEOUT_S": "0.25",
+        # All 8 admitted (no throughput measured yet: the limit is the floor), so this is about admitted work
+        # that overruns: 504, and what is still queued is dropped. Beyond the limit they would get 503 at once.
+        "CATDOG_ADMISSION_MIN_LIMIT": "8",
     }
     with ServiceProcess(env) as svc, ThreadPoolExecutor(max_workers=8) as pool, _client(svc) as client:
         responses = [f.result() for f in [pool.submit(_post, client) for _ in range(8)]]
@@ -101,7 +105,12 @@ def test_deadline_answers_504_and_the_work_is_dropped(slow_repository: Path) -> 
 @pytest.fixture(scope="module")
 def faulty_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     repo = write_faulty_repository(tmp_path_factory.mktemp("faulty"))
-    env = {"CATDOG_MODEL_DIR": str(repo), "CATDOG_BATCH_MAX_SIZE": "4", "CATDOG_BATCH_MAX_WAIT_MS": "5"}
+    env = {
+        "CATDOG_MODEL_DIR": str(repo),
+        "CATDOG_BATCH_MAX_SIZE": "4",
+        "CATDOG_BATCH_MAX_WAIT_MS": "5",
+        "CATDOG_ADMISSION_MIN_LIMIT": "64",  # every request admitted: this is about faults, not overload
+    }
     with ServiceProcess(env) as svc:
         yield svc
 

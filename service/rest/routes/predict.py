@@ -8,8 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from service.dataplane.admission import Deadline, Stage, parse_timeout
 from service.dataplane.inference import Prediction
 from service.errors import DeadlineExceeded, Draining
+from service.rest.admission import permit_of
 from service.rest.dependencies import PredictDep
 from service.rest.middleware import note, request_id_of
 from service.rest.schemas import ErrorResponse, MultiPredictResponse, PredictionBody, PredictResponse
@@ -59,17 +61,28 @@ async def predict(name: str, request: Request, context: PredictDep) -> Response:
     model = context.repository.get(name)
     assert model.card is not None
     note(request, model=name)
+    # Admitted before the body is read, by the door (service/rest/admission.py) or, without it, here.
+    timeout = parse_timeout(request.headers.get("x-request-timeout"))
+    permit = permit_of(request.scope)
+    if permit is None:
+        declared = request.headers.get("content-length", "")
+        body_bytes = min(int(declared), settings.max_upload_bytes) if declared.isdigit() else settings.max_upload_bytes
+        deadline = Deadline.within(timeout, cap=settings.request_timeout_s)
+        permit = context.classifier.admission.admit(name, deadline, body_bytes=body_bytes)
     in_flight = metrics.in_flight.labels(name)
     in_flight.inc()
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(settings.request_timeout_s):
-            uploads = await read_uploads(
-                request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files_per_request
-            )
-            predictions = await context.classifier.classify(model, uploads)
+        with permit:
+            async with asyncio.timeout(permit.deadline.remaining()):
+                with permit.track(Stage.READING):
+                    uploads = await read_uploads(
+                        request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files_per_request
+                    )
+                predictions = await context.classifier.classify(model, uploads, permit)
     except TimeoutError:
-        raise DeadlineExceeded(f"no answer within {settings.request_timeout_s:g} s") from None
+        budget = min(timeout or settings.request_timeout_s, settings.request_timeout_s)
+        raise DeadlineExceeded(f"no answer within {budget:g} s") from None
     finally:
         in_flight.dec()
         metrics.request_seconds.labels(name).observe(time.perf_counter() - started)
