@@ -87,6 +87,18 @@ def _cmd_quantize(args: argparse.Namespace) -> dict[str, Any]:
     return {**report.to_card(), "fp32_ms": round(report.fp32_ms, 2), "int8_ms": round(report.int8_ms, 2)}
 
 
+def _cmd_compare_heads(args: argparse.Namespace) -> dict[str, Any]:
+    from conversion.compare import compare_backbone
+    from conversion.photos import read_manifest
+
+    photos = read_manifest(args.photos)
+    results = {f"lite{v}": compare_backbone(v, photos) for v in args.variants}
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
 def _cmd_build_reference(args: argparse.Namespace) -> dict[str, Any]:
     from conversion.photos import read_manifest
     from conversion.reference import build_pretrained, build_scratch
@@ -148,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="INT8 .onnx file to write")
     p.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help=photos_help)
     p.set_defaults(handler=_cmd_quantize)
+
+    p = sub.add_parser("compare-heads", help="heads x EfficientNet-Lite backbones, leave-one-out on the photos")
+    p.add_argument("--variants", type=int, nargs="+", default=[0, 1, 2], choices=(0, 1, 2))
+    p.add_argument("--out", type=Path, help="also write the JSON here")
+    p.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help=photos_help)
+    p.set_defaults(handler=_cmd_compare_heads)
 
     p = sub.add_parser("build-reference", help="rebuild models/pretrained and models/scratch")
     p.add_argument("--models-dir", type=Path, default=Path("models"))
