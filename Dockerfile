@@ -86,11 +86,13 @@ ENV PATH=/opt/catdog/bin:/opt/venv/bin:$PATH \
     PYTHONPATH=/opt/catdog \
     CATDOG_HOST=0.0.0.0 \
     CATDOG_PORT=8000 \
+    CATDOG_GRPC_PORT=8001 \
     CATDOG_MODEL_DIR=/app/models \
     CATDOG_LOG_FORMAT=json
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8000
+# HTTP (catdog's routes and the Open Inference Protocol's /v2), and the Open Inference Protocol over gRPC.
+EXPOSE 8000 8001
 
 # Liveness over the loopback with the standard library (no curl in the image); follows CATDOG_PORT.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \

@@ -18,11 +18,13 @@ from service.dataplane.inference import Classifier
 from service.dataplane.repository import ModelRepository
 from service.dataplane.runtime import resolve_providers
 from service.errors import StartupError
+from service.grpc.server import GrpcServer
 from service.lifecycle import Lifecycle, Phase
 from service.observability import LATENCY_BUCKETS, ServiceMetrics, configure_logging
+from service.oip.protocol import OpenInference
 from service.rest.admission import AdmissionMiddleware
 from service.rest.middleware import RequestContextMiddleware, register_error_handlers
-from service.rest.routes import health, models, predict, ui
+from service.rest.routes import health, models, predict, ui, v2
 from service.rest.routes.docs import mount_docs
 from service.settings import Settings
 from service.version import package_version
@@ -37,6 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     repository = ModelRepository(settings, metrics)
     classifier = Classifier.from_settings(settings, metrics)
     lifecycle = Lifecycle()
+    oip = OpenInference(settings, repository, classifier, lifecycle, metrics)
+    grpc_server = GrpcServer(settings, oip, lifecycle) if settings.grpc_enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,11 +53,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             providers=settings.providers,
             version=package_version(),
         )
+        if grpc_server is not None:
+            await grpc_server.start()  # same process and event loop: it shares the data plane
         loader = asyncio.create_task(_load_models(repository, lifecycle), name="load-models")
         try:
             yield
         finally:
-            lifecycle.phase = Phase.DRAINING
+            lifecycle.begin_drain()
+            if grpc_server is not None:
+                await grpc_server.stop()  # running calls finish within the drain budget
             loader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
@@ -77,9 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.lifecycle = lifecycle
     app.state.classifier = classifier
+    app.state.oip = oip
+    app.state.grpc_server = grpc_server
 
     register_error_handlers(app, metrics)
-    for router in (predict.router, models.router, health.router, ui.router):
+    for router in (predict.router, models.router, health.router, ui.router, v2.router):
         app.include_router(router)
     if docs:
         mount_docs(app, settings.docs_path, "/openapi.json")
@@ -94,7 +104,7 @@ def _instrument(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> No
     """HTTP metrics by route template (unknown paths grouped), probes and /metrics itself excluded."""
     instrumentator = Instrumentator(
         should_group_status_codes=False,
-        excluded_handlers=[settings.metrics_path, "/livez", "/readyz"],
+        excluded_handlers=[settings.metrics_path, "/livez", "/readyz", "/v2/health/live", "/v2/health/ready"],
         registry=metrics.registry,
     )
     instrumentator.add(

@@ -116,8 +116,8 @@ class ServiceMetrics:
         r = self.registry
         self.request_seconds = Histogram(
             "catdog_request_duration_seconds",
-            "End-to-end time of a prediction request.",
-            ["model"],
+            "End-to-end time of a prediction request, by protocol: catdog (its own routes), oip_rest, oip_grpc.",
+            ["model", "protocol"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="uvicorn worker processes; prefer replicas (metrics are per process)")
     root_path: str = Field("", description="path prefix when served behind an ingress, e.g. /catdog")
     forwarded_allow_ips: str = Field("127.0.0.1", description="proxies trusted for X-Forwarded-*; '*' in a cluster")
+    grpc_enabled: bool = Field(True, description="serve the Open Inference Protocol over gRPC as well")
+    grpc_port: int = Field(8001, ge=1, le=65535, description="gRPC port (inference.GRPCInferenceService, health)")
 
     # Models and ONNX Runtime.
     model_dir: Path = Path("models")

@@ -16,7 +16,7 @@ from service.dataplane.imaging import DecodedImage, ImageLimits, load_tensor
 from service.dataplane.postprocess import Answer, decide
 from service.dataplane.repository import ServedModel
 from service.dataplane.runtime import usable_cpus
-from service.errors import InferenceFailed
+from service.errors import InferenceFailed, MalformedRequest
 from service.observability import ServiceMetrics
 from service.settings import Settings
 
@@ -76,6 +76,35 @@ class Classifier:
             self.metrics.confidence.labels(model.name).observe(answer.confidence)
             predictions.append(Prediction(answer, image, upload.filename))
         return predictions
+
+    async def classify_tensors(
+        self, model: ServedModel, batch: np.ndarray, permit: Permit | None = None
+    ) -> list[Answer]:
+        """Clients that preprocess themselves (the Open Inference Protocol's FP32 input): a float32
+        [N, 3, H, W] batch in the card's input size goes through the same batcher, decision and metrics as
+        decoded images, one row each. A wrong shape or dtype raises MalformedRequest (400)."""
+        assert model.card is not None
+        assert model.batcher is not None
+        card, batcher = model.card, model.batcher
+        expected = (3, card.input.height, card.input.width)
+        if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1:] != expected or not batch.shape[0]:
+            raise MalformedRequest(
+                f"model {model.name!r} takes float32 [-1, {', '.join(map(str, expected))}], "
+                f"not {batch.dtype} {list(batch.shape)}"
+            )
+        if not np.isfinite(batch).all():
+            raise MalformedRequest("the input tensor holds NaN or infinite values")
+        rows = await asyncio.gather(*(batcher.submit(tensor, permit) for tensor in batch))
+        answers = []
+        for row in rows:
+            try:
+                answer = decide(row, card.labels, is_logits=card.output.kind == "logits", decision=card.decision)
+            except ValueError as exc:
+                raise InferenceFailed(f"model {model.name!r} gave an unusable output: {exc}") from None
+            self.metrics.predictions.labels(model.name, answer.label).inc()
+            self.metrics.confidence.labels(model.name).observe(answer.confidence)
+            answers.append(answer)
+        return answers
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: ServiceMetrics) -> Classifier:

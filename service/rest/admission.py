@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.dataplane.admission import Deadline, Permit, parse_timeout
 from service.errors import CatdogError, Overloaded, error_body
+from service.oip.errors import error_json
 
 PERMIT_KEY = "admission_permit"
 # catdog's own routes and the Open Inference Protocol's infer (with or without a version).
@@ -72,7 +73,7 @@ class AdmissionMiddleware:
             permit = state.classifier.admission.admit(name, deadline, body_bytes=body_bytes)
         except Overloaded as exc:
             close = headers.get(b"expect", b"").lower() == b"100-continue"
-            await _refuse(scope, send, state, name, exc, close=close)
+            await _refuse(scope, send, state, name, exc, close=close, oip=match.group("v2") is not None)
             return
         scope.setdefault("state", {})[PERMIT_KEY] = permit
         try:
@@ -81,11 +82,15 @@ class AdmissionMiddleware:
             permit.release()
 
 
-async def _refuse(scope: Scope, send: Send, state: Any, model: str, exc: Overloaded, *, close: bool) -> None:
+async def _refuse(
+    scope: Scope, send: Send, state: Any, model: str, exc: Overloaded, *, close: bool, oip: bool = False
+) -> None:
     request_state = scope.setdefault("state", {})
     request_state.setdefault("access", {}).update(model=model, error=exc.code)
     state.metrics.rejected.labels(model, exc.reason).inc()
-    body = json.dumps(error_body(exc.code, exc.message, str(request_state.get("request_id", "")))).encode()
+    # The Open Inference Protocol's routes answer in its own error shape (service/oip/errors.py).
+    document = error_json(exc) if oip else error_body(exc.code, exc.message, str(request_state.get("request_id", "")))
+    body = json.dumps(document).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

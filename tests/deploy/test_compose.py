@@ -140,7 +140,7 @@ def test_podman_compose_brings_up_the_api_with_host_networking() -> None:
     image = built_image()
     port = free_port()
     project = f"catdogtest{port}"
-    env = {**podman_env(), "CATDOG_IMAGE": image.tag, "CATDOG_PORT": str(port)}
+    env = {**podman_env(), "CATDOG_IMAGE": image.tag, "CATDOG_PORT": str(port), "CATDOG_GRPC_PORT": str(free_port())}
     compose = [*_podman_compose(), "-p", project, "-f", str(COMPOSE), "-f", str(HOST_OVERRIDE)]
     networks_before = set(podman("network", "ls", "--format", "{{.Name}}").stdout.split())
     started = time.monotonic()

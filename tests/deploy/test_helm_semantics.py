@@ -50,7 +50,7 @@ def test_probes_hit_the_service_paths_on_the_container_port(scenario: str) -> No
     docs = render_scenario(scenario)
     c = container(docs)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"http": CONTAINER_PORT}
+    assert ports == {"http": CONTAINER_PORT, "grpc": 8001}  # gRPC: tests/deploy/test_helm_grpc.py
     assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["startupProbe"]["httpGet"]["path"] == "/readyz"
@@ -312,13 +312,13 @@ def test_service_monitor_scrapes_the_metrics_path() -> None:
     assert annotations["prometheus.io/port"] == str(CONTAINER_PORT)
 
 
-def test_network_policy_admits_only_the_http_port() -> None:
-    """NetworkPolicy selects the pods and opens the HTTP port to the configured peers only."""
+def test_network_policy_admits_only_the_service_ports() -> None:
+    """NetworkPolicy selects the pods and opens the HTTP and gRPC ports to the configured peers only."""
     docs = render_scenario("everything")
     policy = one(docs, "NetworkPolicy")
     assert selects(policy["spec"]["podSelector"]["matchLabels"], pod_labels(docs))
     rule = policy["spec"]["ingress"][0]
-    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}, {"port": "grpc", "protocol": "TCP"}]
     assert rule["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress-nginx"}
 
 

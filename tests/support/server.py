@@ -32,7 +32,10 @@ class ServiceProcess:
     def __init__(self, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "CATDOG_LOG_FORMAT": "json", **(env or {})}
+        # A gRPC port of its own too (the default 8001 would clash between services running side by side).
+        self.env = {**os.environ, "CATDOG_LOG_FORMAT": "json", "CATDOG_GRPC_PORT": str(free_port()), **(env or {})}
+        self.grpc_port = int(self.env["CATDOG_GRPC_PORT"])
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.args = args or []
         self._log = tempfile.NamedTemporaryFile(prefix="catdog-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc: subprocess.Popen[bytes] | None = None

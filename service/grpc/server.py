@@ -1,0 +1,123 @@
+"""The gRPC server: a grpc.aio server started and stopped by the app's lifespan (service/app.py), so it runs in
+uvicorn's process and event loop and shares its data plane (repository, decode pool, batchers, metrics,
+lifecycle). It serves `inference.GRPCInferenceService` and `grpc.health.v1.Health`.
+
+Health follows readiness exactly as /readyz does: SERVING once the models are ready, NOT_SERVING while loading,
+with no usable model, and from the moment a drain begins (the service "" and "inference.GRPCInferenceService"
+alike); the service "liveness" is SERVING whenever the process answers, like /livez. So Kubernetes' native gRPC
+probes can replace the HTTP ones.
+
+Drain: SIGTERM turns the lifecycle to DRAINING (service/server.py): new ModelInfer calls answer UNAVAILABLE at
+once while calls already running go on; at the lifespan's shutdown the server stops with what is left of
+`drain_timeout_s` as its grace period.
+
+With CATDOG_WORKERS > 1 each worker process binds the same port with SO_REUSEPORT (the kernel spreads
+connections across them); with one worker the port is bound exclusively, so a second server on it fails to start
+instead of silently sharing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from service.errors import StartupError
+from service.grpc.servicer import add_to_server
+from service.lifecycle import Lifecycle
+from service.oip.protocol import OpenInference
+from service.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SERVICE_NAME = "inference.GRPCInferenceService"
+LIVENESS = "liveness"  # SERVING while the process answers: for a liveness probe, which must not fail on drain
+HEALTH_POLL_S = 0.25
+_MESSAGE_OVERHEAD = 64 * 1024  # the request's own fields beside the tensor bytes
+
+
+class ReadinessHealth(health_aio.HealthServicer):
+    """grpc.health.v1 answered from the service's readiness on every Check (never stale); Watch streams are fed
+    by a poller."""
+
+    def __init__(self, oip: OpenInference) -> None:
+        super().__init__()
+        self.oip = oip
+
+    def status(self) -> Any:
+        return (
+            health_pb2.HealthCheckResponse.SERVING if self.oip.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+
+    async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        if request.service == LIVENESS:
+            return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+        if request.service not in ("", SERVICE_NAME):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=self.status())
+
+    async def poll(self) -> None:
+        last = None
+        while True:
+            status = self.status()
+            if status != last:
+                for service in ("", SERVICE_NAME):
+                    await self.set(service, status)
+                last = status
+            await asyncio.sleep(HEALTH_POLL_S)
+
+
+class GrpcServer:
+    def __init__(self, settings: Settings, oip: OpenInference, lifecycle: Lifecycle) -> None:
+        self.settings = settings
+        self.oip = oip
+        self.lifecycle = lifecycle
+        self.port: int | None = None
+        self._server: grpc.aio.Server | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Bind and start; a port that cannot be bound stops start-up (StartupError)."""
+        settings = self.settings
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.max_upload_bytes + _MESSAGE_OVERHEAD),
+                ("grpc.max_send_message_length", 16 * 1024 * 1024),
+                ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
+            ]
+        )
+        add_to_server(self.oip, server)
+        health = ReadinessHealth(self.oip)
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        address = f"{host}:{settings.grpc_port}"
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise StartupError(f"cannot listen for gRPC on {address}: {exc}") from None
+        if not port:
+            raise StartupError(f"cannot listen for gRPC on {address}")
+        await server.start()
+        self._server, self.port = server, port
+        self._poller = asyncio.create_task(health.poll(), name="grpc-health")
+        log.info("grpc_listening", address=f"{host}:{port}")
+
+    async def stop(self) -> None:
+        """Stop accepting calls; running calls get what is left of the drain budget."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        if self._server is None:
+            return
+        started = self.lifecycle.drain_started
+        elapsed = time.monotonic() - started if started is not None else 0.0
+        grace = max(0.0, self.settings.drain_timeout_s - elapsed - min(1.0, self.settings.drain_timeout_s / 10))
+        await self._server.stop(grace)
+        self._server = None

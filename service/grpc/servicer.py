@@ -1,0 +1,172 @@
+"""`inference.GRPCInferenceService` over service/oip/protocol.py. Tensors arrive in `raw_input_contents` (one
+entry per input, in order) or in each input's typed `contents`; outputs always leave in `raw_output_contents`
+(tritonclient reads FP32 outputs only from there). Errors map to gRPC status codes (service/oip/errors.py);
+each call writes one access log line like an HTTP request."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+import structlog
+
+from service.errors import CatdogError, MalformedRequest
+from service.grpc import inference_pb2 as pb
+from service.grpc import inference_pb2_grpc as pb_grpc
+from service.oip.errors import count_rejection, grpc_code
+from service.oip.protocol import OpenInference
+from service.oip.tensors import BYTES, FP32, InferInput, InferRequest, RequestedOutput, check_shape, decode_raw
+
+access_log = structlog.get_logger("catdog.access")
+PROTOCOL = "oip_grpc"
+SERVICE = "/inference.GRPCInferenceService/"
+_VALID_ID = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
+
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _request_id(context: Context, offered: str = "") -> str:
+    """The client's x-request-id metadata, else the request's OIP `id`, when sane; else a new one."""
+    metadata = dict(context.invocation_metadata() or ())
+    for candidate in (metadata.get("x-request-id"), offered):
+        if isinstance(candidate, str) and 0 < len(candidate) <= 128 and set(candidate) <= _VALID_ID:
+            return candidate
+    return uuid.uuid4().hex
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, oip: OpenInference) -> None:
+        self.oip = oip
+
+    async def _call(
+        self,
+        method: str,
+        context: Context,
+        handler: Callable[[dict[str, Any]], Awaitable[T]],
+        *,
+        offered_id: str = "",
+        model: str | None = None,
+    ) -> T:
+        """Run one RPC: request id, access line, and the error taxonomy -> gRPC status."""
+        started = time.perf_counter()
+        request_id = _request_id(context, offered_id)
+        await context.send_initial_metadata((("x-request-id", request_id),))
+        fields: dict[str, Any] = {"model": model} if model else {}
+        status = grpc.StatusCode.OK
+        try:
+            return await handler(fields)
+        except CatdogError as exc:
+            status = grpc_code(exc)
+            fields["error"] = exc.code
+            count_rejection(self.oip.metrics, model, exc)
+            if exc.retry_after_s:
+                context.set_trailing_metadata((("retry-after", str(exc.retry_after_s)),))
+            await context.abort(status, exc.message)
+            raise  # unreachable: abort raises
+        finally:
+            access_log.info(
+                "request",
+                request_id=request_id,
+                method="GRPC",
+                path=SERVICE + method,
+                status=status.name,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                client=_peer(context),
+                **fields,
+            )
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> Any:
+        return pb.ServerLiveResponse(live=self.oip.live())
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> Any:
+        return pb.ServerReadyResponse(ready=self.oip.ready())
+
+    async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> Any:
+        return pb.ServerMetadataResponse(**self.oip.server_metadata())
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> Any:
+        async def handle(fields: dict[str, Any]) -> Any:
+            return pb.ModelReadyResponse(ready=self.oip.model_ready(request.name, request.version or None))
+
+        return await self._call("ModelReady", context, handle, model=request.name)
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Context) -> Any:
+        async def handle(fields: dict[str, Any]) -> Any:
+            meta = self.oip.model_metadata(request.name, request.version or None)
+            tensor = pb.ModelMetadataResponse.TensorMetadata
+            return pb.ModelMetadataResponse(
+                name=meta["name"],
+                versions=meta["versions"],
+                platform=meta["platform"],
+                inputs=[tensor(**t) for t in meta["inputs"]],
+                outputs=[tensor(**t) for t in meta["outputs"]],
+            )
+
+        return await self._call("ModelMetadata", context, handle, model=request.name)
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> Any:
+        async def handle(fields: dict[str, Any]) -> Any:
+            oip = self.oip
+            model = oip.model_for_inference(request.model_name, request.model_version or None)
+            # Admitted with the client's gRPC deadline as the request's (capped by request_timeout_s).
+            timeout = context.time_remaining()
+            async with oip.request(model, PROTOCOL, timeout_s=timeout, body_bytes=request.ByteSize()) as permit:
+                infer_request = parse_model_infer(request)
+                answer = await oip.infer(model, infer_request, permit, fields.update)
+            if request.id:
+                fields["oip_id"] = request.id
+            response = pb.ModelInferResponse(
+                model_name=answer.model_name, model_version=answer.model_version, id=answer.id or ""
+            )
+            for tensor in answer.outputs:
+                response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+                response.raw_output_contents.append(tensor.raw())
+            return response
+
+        return await self._call("ModelInfer", context, handle, offered_id=request.id, model=request.model_name)
+
+
+def parse_model_infer(request: Any) -> InferRequest:
+    """A ModelInferRequest -> InferRequest. Raw contents, when present, hold every input's data in input order."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise MalformedRequest(f"{len(raw)} raw_input_contents for {len(request.inputs)} input(s)")
+    inputs = []
+    for i, tensor in enumerate(request.inputs):
+        shape = check_shape(tensor.name, list(tensor.shape))
+        data: list[bytes] | np.ndarray
+        if raw:
+            data = decode_raw(tensor.name, tensor.datatype, shape, raw[i])
+        elif tensor.datatype == BYTES:
+            data = list(tensor.contents.bytes_contents)
+            if len(data) != int(np.prod(shape)):
+                raise MalformedRequest(f"input {tensor.name!r}: shape {shape} but {len(data)} bytes_contents")
+        elif tensor.datatype == FP32:
+            data = np.asarray(tensor.contents.fp32_contents, dtype=np.float32)
+            if data.size != int(np.prod(shape)):
+                raise MalformedRequest(f"input {tensor.name!r}: shape {shape} but {data.size} fp32_contents")
+        else:
+            raise MalformedRequest(f"input {tensor.name!r}: datatype {tensor.datatype!r} is not served (BYTES or FP32)")
+        inputs.append(InferInput(tensor.name, tensor.datatype, shape, data))
+    outputs = [RequestedOutput(o.name) for o in request.outputs] or None
+    return InferRequest(request.model_name, request.model_version or None, request.id or None, inputs, outputs)
+
+
+def _peer(context: Context) -> str:
+    """The client's address without the transport prefix and port ("ipv4:127.0.0.1:5555" -> "127.0.0.1")."""
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return peer
+
+
+def add_to_server(oip: OpenInference, server: grpc.aio.Server) -> None:
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(oip), server)  # type: ignore[no-untyped-call]

@@ -1,0 +1,116 @@
+"""deploy/kserve/: the InferenceServices validate against KServe's own InferenceService CRD schema (unknown fields
+refused, as the API server's strict field validation does), the ServingRuntime's container is a valid Kubernetes
+container, and the pieces agree with each other and with the service's settings."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from service.settings import Settings
+from tests.deploy.helm_support import NEWEST_KUBE, kube_validate
+from tests.support.server import REPO_ROOT
+
+KSERVE = REPO_ROOT / "deploy" / "kserve"
+REFERENCE = Path(os.environ.get("CATDOG_KSERVE_REFERENCE", REPO_ROOT.parent / "shared" / "kserve"))
+ISVCS = ("inferenceservice.yaml", "inferenceservice-grpc.yaml")
+
+
+def _load(name: str) -> dict[str, Any]:
+    doc = yaml.safe_load((KSERVE / name).read_text())
+    assert isinstance(doc, dict)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def isvc_schema() -> dict[str, Any]:
+    crd_path = REFERENCE / "serving.kserve.io_inferenceservices.yaml"
+    if not crd_path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{crd_path} is missing (set CATDOG_KSERVE_REFERENCE to the folder holding it)")
+        pytest.skip(f"{crd_path} is not here")
+    crd = yaml.load(crd_path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # 1.5 MB
+    [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def _unknown_fields(doc: Any, schema: dict[str, Any], where: str = "") -> list[str]:
+    """Fields the schema does not declare (the API server drops or, strictly, refuses them)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    if isinstance(doc, dict):
+        properties = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        found = []
+        for key, value in doc.items():
+            if properties is not None and key in properties:
+                found += _unknown_fields(value, properties[key], f"{where}.{key}")
+            elif isinstance(extra, dict):
+                found += _unknown_fields(value, extra, f"{where}.{key}")
+            elif properties is not None and key not in ("apiVersion", "kind", "metadata"):
+                found.append(f"{where}.{key}")
+        return found
+    if isinstance(doc, list) and isinstance(schema.get("items"), dict):
+        return [f for i, item in enumerate(doc) for f in _unknown_fields(item, schema["items"], f"{where}[{i}]")]
+    return []
+
+
+def validate_isvc(doc: dict[str, Any], schema: dict[str, Any]) -> None:
+    # The validator itself, without jsonschema.validate's metaschema check of the whole (huge) CRD schema.
+    jsonschema.Draft7Validator(schema).validate(doc)
+    assert doc["apiVersion"] == "serving.kserve.io/v1beta1" and doc["kind"] == "InferenceService"
+    unknown = _unknown_fields(doc, schema)
+    assert not unknown, unknown
+
+
+@pytest.mark.parametrize("name", ISVCS)
+def test_inferenceservice_matches_the_crd(name: str, isvc_schema: dict[str, Any]) -> None:
+    validate_isvc(_load(name), isvc_schema)
+
+
+def test_the_validator_refuses_mistakes(isvc_schema: dict[str, Any]) -> None:
+    typo = copy.deepcopy(_load("inferenceservice.yaml"))
+    typo["spec"]["predictor"]["model"]["protocolVerison"] = "v2"
+    with pytest.raises(AssertionError, match="protocolVerison"):
+        validate_isvc(typo, isvc_schema)
+    wrong_type = copy.deepcopy(_load("inferenceservice.yaml"))
+    wrong_type["spec"]["predictor"]["minReplicas"] = "one"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_isvc(wrong_type, isvc_schema)
+
+
+def test_predictors_speak_v2_through_the_catdog_runtime() -> None:
+    runtime = _load("servingruntime.yaml")
+    assert runtime["kind"] == "ServingRuntime"
+    assert "v2" in runtime["spec"]["protocolVersions"]
+    formats = {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
+    protocols = {}
+    for name in ISVCS:
+        model = _load(name)["spec"]["predictor"]["model"]
+        assert model["runtime"] == runtime["metadata"]["name"]
+        assert model["modelFormat"]["name"] in formats
+        protocols[name] = model["protocolVersion"]
+    assert protocols == {"inferenceservice.yaml": "v2", "inferenceservice-grpc.yaml": "grpc-v2"}
+
+
+def test_runtime_container_is_valid_and_wired_to_the_settings() -> None:
+    runtime = _load("servingruntime.yaml")
+    [c] = runtime["spec"]["containers"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "catdog"}, "spec": {"containers": [c]}}
+    kube_validate(pod, NEWEST_KUBE)
+    env = {e["name"]: e["value"] for e in c["env"]}
+    fields = {f"CATDOG_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= fields, set(env) - fields
+    settings = Settings(**{k.removeprefix("CATDOG_").lower(): v for k, v in env.items()})
+    assert [p["containerPort"] for p in c["ports"]] == [settings.port]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": settings.port}
+    grpc_ports = _load("inferenceservice-grpc.yaml")["spec"]["predictor"]["model"]["ports"]
+    assert grpc_ports == [{"name": "h2c", "containerPort": settings.grpc_port, "protocol": "TCP"}]
+    assert settings.grpc_enabled and settings.grpc_port != settings.port
