@@ -39,6 +39,21 @@ class InputBody(BaseModel):
     width: int
 
 
+class ClassScore(BaseModel):
+    correct: int
+    total: int
+
+
+class HeldOutBody(BaseModel):
+    """The card's figures on photos the model never saw (model.json `heldout`; docs/models.md)."""
+
+    method: str
+    correct: int
+    total: int
+    per_class: dict[str, ClassScore]
+    ece: float | None = None
+
+
 class ModelBody(BaseModel):
     name: str
     status: Literal["loading", "ready", "failed"]
@@ -51,7 +66,11 @@ class ModelBody(BaseModel):
     decision: dict[str, object] | None = None
     sha256: str | None = None
     provider: str | None = None
+    precision: str | None = Field(None, description="the precision being served: fp32 or int8 (CATDOG_PRECISION)")
+    precisions: list[str] = Field([], description="the precisions the card offers")
     license: str | None = None
+    heldout: HeldOutBody | None = None
+    caveat: str | None = None
 
 
 class ModelsResponse(BaseModel):

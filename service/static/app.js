@@ -92,6 +92,16 @@
     el.querySelector(".model-provider").title = model.provider || "";
     const input = model.input || {};
     setText(el, ".model-input", input.width && input.height ? input.width + " × " + input.height + " px" : "?");
+    // Figures on photos the model never saw (the card's `heldout`), and where it is weak.
+    const held = model.heldout;
+    el.querySelector(".model-heldout-row").hidden = !held;
+    if (held) {
+      const parts = Object.entries(held.per_class || {}).map(([k, v]) => k + " " + v.correct + "/" + v.total);
+      setText(el, ".model-heldout", held.correct + "/" + held.total + " right (" + parts.join(", ") + ")"
+        + (typeof held.ece === "number" ? ", calibration error " + held.ece.toFixed(2) : ""));
+      el.querySelector(".model-heldout").title = held.method || "";
+    }
+    setText(el, ".model-caveat", model.caveat || "");
     return entry;
   }
 

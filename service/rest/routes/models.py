@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+from pydantic import ValidationError
 
 from service.dataplane.repository import ServedModel
 from service.errors import ModelNotFound
 from service.rest.dependencies import RepositoryDep
-from service.rest.schemas import ErrorResponse, InputBody, ModelBody, ModelsResponse
+from service.rest.schemas import ErrorResponse, HeldOutBody, InputBody, ModelBody, ModelsResponse
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -28,8 +31,23 @@ def describe(model: ServedModel) -> ModelBody:
         decision=card.decision.model_dump() if card.decision else None,
         sha256=model.sha256,
         provider=model.provider,
+        precision=model.precision,
+        precisions=list(card.precisions),
         license=card.license,
+        heldout=_heldout(card.model_extra or {}),
+        caveat=(card.model_extra or {}).get("caveat"),
     )
+
+
+def _heldout(extra: dict[str, Any]) -> HeldOutBody | None:
+    """The card's held-out summary, when it has one that reads (a card's extra sections are not validated)."""
+    section = extra.get("heldout")
+    if not isinstance(section, dict):
+        return None
+    try:
+        return HeldOutBody.model_validate(section)
+    except ValidationError:
+        return None
 
 
 @router.get("", response_model=ModelsResponse, summary="Every model in the repository")
