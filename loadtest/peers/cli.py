@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -142,7 +143,8 @@ def measure(
 ) -> dict[str, Any]:
     """Start one server configuration, check its answers, load it, measure it, end it."""
     peer, encoding = contender.peer, ENCODINGS[contender.peer.encoding]
-    scratch = Path(tempfile.mkdtemp(prefix=f"catdog-peers-{contender.key}-"))
+    # Short: Ray puts unix sockets under it, and their paths must stay under 108 bytes.
+    scratch = Path(tempfile.mkdtemp(prefix="cdp-"))
     port = bench._free_port()
     url = f"http://127.0.0.1:{port}"
     path = peer.path.format(model=args.model)
@@ -183,6 +185,17 @@ def measure(
     return run
 
 
+def code_state() -> dict[str, Any]:
+    """The commit measured, and what in the measured code differed from it (the tree is shared while it runs)."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=bench.REPO_ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "service", "models", "loadtest")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": [line[3:] for line in dirty.splitlines()]}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from service.dataplane.card import ModelCard
 
@@ -201,6 +214,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "machine": bench._machine(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "code": code_state(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "limit": {size: [] for size in images},
         "reference": {},

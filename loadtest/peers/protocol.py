@@ -30,8 +30,12 @@ def post(url: str, path: str, body: bytes, content_type: str, headers: dict[str,
 
 
 def _probabilities_json(body: bytes, labels: list[str]) -> list[float]:
-    """{"probabilities": {label: p}}: catdog's answer, and the one the LitServe, BentoML and Ray servers give."""
-    probabilities = json.loads(body)["probabilities"]
+    """{"probabilities": {label: p}}: catdog's answer, and the one the LitServe, BentoML and Ray servers give
+    (a batchable BentoML API takes a list of one image and answers a list of one)."""
+    answer = json.loads(body)
+    if isinstance(answer, list) and len(answer) == 1:
+        answer = answer[0]
+    probabilities = answer["probabilities"]
     return [float(probabilities[label]) for label in labels]
 
 
@@ -104,6 +108,8 @@ def exchange(url: str, request: bytes, timeout: float = 30.0) -> tuple[int, byte
         sock.sendall(request)
         response = HTTPResponse(sock)
         response.begin()
+        if response.status == 200 and response.getheader("Transfer-Encoding", "").lower() == "chunked":
+            raise ValueError("the answer came chunked; the load generator reads Content-Length answers only")
         return response.status, response.read()
 
 

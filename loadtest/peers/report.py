@@ -53,8 +53,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"{s['seconds']:g} s per measurement, best of {s['repeat']} alternating rounds; saturation = closed loop, "
         f"{s['concurrency']} connections; batching on = at most {s['batch_size']} images, "
         f"{s['batch_wait_ms']:g} ms wait where the framework takes one. Model `{s['model']}`.",
-        "",
     ]
+    code = results.get("code")
+    if code:
+        changed = f", with {len(code['uncommitted'])} uncommitted files" if code["uncommitted"] else ""
+        lines[-1] += f" Code: commit {code['commit']}{changed}; run started {results.get('started', '?')}."
+    lines.append("")
     head = ["server", "batching"]
     head += [f"img/s {size}" for size in sizes]
     head += [f"single p50 / p99 ms {size}" for size in sizes]

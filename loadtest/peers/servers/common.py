@@ -28,8 +28,12 @@ class Classifier:
     def __init__(self, model_dir: Path, model: str) -> None:
         self.card = ModelCard.load(model_dir / model / "model.json")
         self.labels = list(self.card.labels)
+        # The file `catdog serve` picks by default (CATDOG_PRECISION=auto): the card's default precision where
+        # the card names variants (an INT8 file), else its one ONNX file.
+        resolve = getattr(self.card, "resolve", None)
+        self.onnx_file: str = resolve("auto")[1] if resolve is not None else self.card.onnx.file
         self.runtime = OnnxModel(
-            model_dir / model / self.card.onnx.file,
+            model_dir / model / self.onnx_file,
             input_name=self.card.input.name,
             output_name=self.card.output.name,
             providers=[CPU],

@@ -1,7 +1,9 @@
 # Runs in its framework's venv; the project venv (where mypy runs) lacks the framework or its types.
 # mypy: disable-error-code="import-not-found,import-untyped,misc,untyped-decorator,attr-defined"
 """Ray Serve 2.60, as its docs show it: a `@serve.deployment` class (one replica) whose `async __call__` takes the
-Starlette request (the JPEG is the raw HTTP body) and returns a dict (JSON), started with `serve.run`. With
+Starlette request (the JPEG is the raw HTTP body) and returns a Starlette JSONResponse, started with
+`serve.run`. (A returned dict reaches the client chunked; a Response keeps its Content-Length, which the load
+generator reads.) With
 max_batch > 1 the work goes through `@serve.batch` (max_batch_size, batch_wait_timeout_s set per replica).
 
 Ray starts a local cluster (GCS, raylet, dashboard agents, the Serve controller, the HTTP proxy and the
@@ -16,6 +18,7 @@ from typing import Any
 import ray
 from ray import serve
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from loadtest.peers.servers.common import Classifier, arguments
 
@@ -37,12 +40,11 @@ class Catdog:
     async def predict_batch(self, images: list[bytes]) -> list[dict[str, Any]]:
         return [self.answer(row) for row in self.classifier.predict(images)]
 
-    async def __call__(self, request: Request) -> dict[str, Any]:
+    async def __call__(self, request: Request) -> JSONResponse:
         data = await request.body()
         if self.batching:
-            answer: dict[str, Any] = await self.predict_batch(data)
-            return answer
-        return self.answer(self.classifier.predict([data])[0])
+            return JSONResponse(await self.predict_batch(data))
+        return JSONResponse(self.answer(self.classifier.predict([data])[0]))
 
 
 def main() -> None:
