@@ -31,7 +31,7 @@ from typing import Any
 
 from PIL import Image
 
-from loadtest import loadgen
+from loadtest import loadgen, oip_loadgen
 from loadtest.metrics import breakdown, scrape
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -137,13 +137,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     cells: dict[str, dict[str, Any]] = results["cells"]
     catdog_cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
-    with server(catdog_cmd, env, args.server_cpus) as (url, proc, cold):
+    grpc_target = f"127.0.0.1:{_free_port()}"  # the Open Inference Protocol over gRPC, measured beside /predict
+    catdog_env = {**env, "CATDOG_GRPC_PORT": grpc_target.rsplit(":", 1)[1]}
+    with server(catdog_cmd, catdog_env, args.server_cpus) as (url, proc, cold):
         results["cold_start_s"] = round(cold, 3)
         results["memory_after_start"] = process_memory_mb(proc.pid)
         for model in models:
             for size, paths in images.items():
                 cell = cells.setdefault(f"{model}/{size}", {"model": model, "size": size})
                 reqs = requests_for(url, f"/predict/{model}", paths)
+                oip_reqs = [oip_loadgen.binary_infer_request(url, model, p.read_bytes()) for p in paths]
+                oip_rest: list[loadgen.Result] = []
+                oip_grpc: list[dict[str, float]] = []
                 # Limit and saturation alternate, best of --repeat each: other work on a shared machine only
                 # ever slows a run down, so the best run is the closest to what the cores can do.
                 limits, sats = [], []
@@ -153,11 +158,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     before = scrape(url)
                     sat = asyncio.run(loadgen.closed_loop(url, reqs, args.concurrency, args.seconds))
                     sats.append((sat, breakdown(before, scrape(url)).get(model, {})))
+                    # The same images through the Open Inference Protocol: REST binary and gRPC, same load.
+                    oip_rest.append(asyncio.run(loadgen.closed_loop(url, oip_reqs, args.concurrency, args.seconds)))
+                    oip_grpc.append(
+                        oip_loadgen.grpc_saturation(grpc_target, model, paths, args.concurrency, args.seconds)
+                    )
                 sat, cell["server_breakdown"] = max(sats, key=lambda pair: pair[0].rps)
                 cell["limit_ips"] = round(max(limits), 2)
                 cell["limit_runs"] = [round(x, 2) for x in limits]
                 cell["catdog_runs"] = [round(s.rps, 2) for s, _ in sats]
                 cell["catdog"] = sat.summary()
+                cell["oip_rest"] = max(oip_rest, key=lambda r: r.rps).summary()
+                cell["oip_grpc"] = max(oip_grpc, key=lambda r: r["rps"])
+                cell["oip_rest_runs"] = [round(r.rps, 2) for r in oip_rest]
+                cell["oip_grpc_runs"] = [r["rps"] for r in oip_grpc]
                 single = asyncio.run(loadgen.closed_loop(url, reqs, 1, args.seconds / 2, warmup_s=0.5))
                 cell["single"] = single.summary()
                 half = asyncio.run(loadgen.open_loop(url, reqs, max(sat.rps / 2, 0.5), args.seconds))
@@ -182,6 +196,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cell["catdog_over_limit"] = round(rps / cell["limit_ips"], 3) if cell["limit_ips"] else None
         cell["catdog_over_naive"] = round(rps / cell["naive"]["rps"], 2) if cell["naive"]["rps"] else None
         cell["p99_half_over_single_p50"] = round(cell["half_saturation"]["p99_ms"] / cell["single"]["p50_ms"], 2)
+        for path in ("oip_rest", "oip_grpc"):
+            cell[f"{path}_over_predict"] = round(cell[path]["rps"] / rps, 3) if rps else None
     return results
 
 
@@ -206,6 +222,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {c['catdog_over_naive']:.2f} | {cat['p50_ms']:.0f} / {cat['p95_ms']:.0f} / {cat['p99_ms']:.0f} "
             f"| {single['p50_ms']:.1f} | {half['p99_ms']:.1f} | {c['p99_half_over_single_p50']:.2f} "
             f"| {cat['client_cpu_share']:.0%} |"
+        )
+    lines += ["", "The Open Inference Protocol on the same images and load (REST binary extension, gRPC raw):", ""]
+    lines += ["| model / JPEG | /predict img/s | v2 REST img/s | gRPC img/s | REST/predict | gRPC/predict "]
+    lines[-1] += "| REST p50 / p99 ms | gRPC p50 / p99 ms | gRPC gen CPU |"
+    lines += ["| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"]
+    for key, c in results["cells"].items():
+        rest, grpc_ = c["oip_rest"], c["oip_grpc"]
+        lines.append(
+            f"| {key} | {c['catdog']['rps']:.1f} | {rest['rps']:.1f} | {grpc_['rps']:.1f} "
+            f"| {c['oip_rest_over_predict']:.3f} | {c['oip_grpc_over_predict']:.3f} "
+            f"| {rest['p50_ms']:.0f} / {rest['p99_ms']:.0f} | {grpc_['p50_ms']:.0f} / {grpc_['p99_ms']:.0f} "
+            f"| {grpc_['client_cpu_share']:.0%} |"
         )
     lines += ["", "Server-side means under saturation (from /metrics, this run only):", ""]
     lines += ["| model / JPEG | request ms | preprocess ms | queue wait ms | inference ms | batch size |"]

@@ -67,14 +67,16 @@ def parse(text: str) -> Snapshot:
         if key is None:
             continue
         for sample in family.samples:
+            # Series of one model under other labels (the request duration's `protocol`) add up.
             model = sample.labels.get("model", "")
             hist = found.setdefault((key, model), Histogram())
             if sample.name.endswith("_bucket"):
-                hist.buckets[float(sample.labels["le"])] = sample.value
+                le = float(sample.labels["le"])
+                hist.buckets[le] = hist.buckets.get(le, 0.0) + sample.value
             elif sample.name.endswith("_sum"):
-                hist.total = sample.value
+                hist.total += sample.value
             elif sample.name.endswith("_count"):
-                hist.count = sample.value
+                hist.count += sample.value
     return found
 
 
