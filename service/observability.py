@@ -171,8 +171,8 @@ class ServiceMetrics:
         )
         self.model_info = Gauge(
             "catdog_model_info",
-            "The model being served (value 1).",
-            ["model", "version", "sha256", "provider"],
+            "The model being served (value 1): version, ONNX file hash, execution provider, precision.",
+            ["model", "version", "sha256", "provider", "precision"],
             registry=r,
         )
         self.model_ready = Gauge(

@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         0, ge=0, description="threads per inference; 0: the cores this process may use (affinity, cgroup CPU limit)"
     )
     inter_op_threads: int = Field(1, ge=1)
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto",
+        description="which ONNX file of each model: auto = the card's default_precision; int8 where the card has "
+        "an INT8 variant (FP32 otherwise, logged)",
+    )
     warmup_runs: int = Field(1, ge=1, description="inferences on a blank image before a model counts as ready")
     require_all_models: bool = Field(False, description="ready only if every model loaded (else: at least one)")
 

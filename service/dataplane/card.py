@@ -51,6 +51,21 @@ class OnnxSpec(BaseModel):
     size_bytes: int | None = None
 
 
+Precision = Literal["fp32", "int8"]
+PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
+
+
+class VariantSpec(BaseModel):
+    """Another ONNX file of the same model (same labels, input, preprocessing and decision rule), e.g. an INT8
+    quantization. The conversion pipeline adds its precision, method and answer-level figures as extra keys."""
+
+    model_config = ConfigDict(extra="allow")
+
+    file: str
+    sha256: str | None = None
+    size_bytes: int | None = None
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -64,6 +79,10 @@ class ModelCard(BaseModel):
     decision: Decision | None = None
     onnx: OnnxSpec = OnnxSpec()
     license: str | None = None
+    variants: dict[str, VariantSpec] = {}
+    """By precision (`int8`); `onnx` is the FP32 file. Absent in older cards: they serve FP32."""
+    default_precision: Precision = "fp32"
+    """What CATDOG_PRECISION=auto serves: set to `int8` by `conversion quantize` only when INT8 kept the answers."""
 
     @model_validator(mode="after")
     def _fallback_is_a_label(self) -> ModelCard:
@@ -71,7 +90,23 @@ class ModelCard(BaseModel):
             raise ValueError(f"decision.fallback_label {self.decision.fallback_label!r} is not among labels")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be unique")
+        if self.default_precision != "fp32" and self.default_precision not in self.variants:
+            raise ValueError(f"default_precision {self.default_precision!r} has no entry in variants")
         return self
+
+    @property
+    def precisions(self) -> list[Precision]:
+        """The precisions this card offers: always fp32, plus each known variant."""
+        return [p for p in PRECISIONS if p == "fp32" or p in self.variants]
+
+    def resolve(self, wanted: Literal["auto", "fp32", "int8"]) -> tuple[Precision, str, str | None]:
+        """(precision, file, sha256) to serve for a CATDOG_PRECISION value: `auto` is the card's default; a
+        precision the card does not offer falls back to FP32 (the caller logs it)."""
+        precision: Precision = self.default_precision if wanted == "auto" else wanted
+        variant = self.variants.get(precision)
+        if precision == "fp32" or variant is None:
+            return "fp32", self.onnx.file, self.onnx.sha256
+        return precision, variant.file, variant.sha256
 
     @classmethod
     def load(cls, path: Path) -> ModelCard:

@@ -14,7 +14,7 @@ import structlog
 from pydantic import ValidationError
 
 from service.dataplane.batching import MicroBatcher
-from service.dataplane.card import ModelCard
+from service.dataplane.card import ModelCard, Precision
 from service.dataplane.runtime import OnnxModel, resolve_providers
 from service.errors import ModelNotFound, NotReady, StartupError
 from service.observability import ServiceMetrics
@@ -33,6 +33,7 @@ class ServedModel:
     error: str | None = None
     card: ModelCard | None = None
     sha256: str | None = None
+    precision: Precision | None = None
     runtime: OnnxModel | None = field(default=None, repr=False)
     batcher: MicroBatcher | None = field(default=None, repr=False)
 
@@ -84,10 +85,11 @@ class ModelRepository:
                     version=model.card.version,
                     provider=model.provider,
                     sha256=model.sha256,
+                    precision=model.precision,
                 )
                 self.metrics.model_ready.labels(model.name).set(1)
                 self.metrics.model_info.labels(
-                    model.name, model.card.version, model.sha256 or "", model.provider or ""
+                    model.name, model.card.version, model.sha256 or "", model.provider or "", model.precision or ""
                 ).set(1)
         log.info("models_loaded", ready=self.ready_names(), failed=self.failures())
 
@@ -99,10 +101,13 @@ class ModelRepository:
     def _load(self, model: ServedModel, providers: list[str]) -> None:
         try:
             model.card = ModelCard.load(model.folder / "model.json")
-            onnx_path = model.folder / model.card.onnx.file
+            wanted = self.settings.precision
+            model.precision, file, expected = model.card.resolve(wanted)
+            if wanted != "auto" and model.precision != wanted:
+                log.warning("model_precision_unavailable", model=model.name, wanted=wanted, serving=model.precision)
+            onnx_path = model.folder / file
             data = onnx_path.read_bytes()
             model.sha256 = hashlib.sha256(data).hexdigest()
-            expected = model.card.onnx.sha256
             if expected and expected.lower() != model.sha256:
                 raise ValueError(f"sha256 of {onnx_path.name} is {model.sha256}, the card says {expected}")
             model.runtime = OnnxModel(

@@ -42,7 +42,7 @@ def test_metrics_after_traffic(service: ServiceProcess) -> None:
     assert re.search(r'^catdog_requests_in_flight\{model="scratch"\} 0\.0$', text, re.M)
     assert 'catdog_rejected_requests_total{model="scratch",reason="unsupported_type"}' in text
     assert re.search(
-        r'^catdog_model_info\{model="scratch",provider="CPUExecutionProvider",'
+        r'^catdog_model_info\{model="scratch",precision="fp32",provider="CPUExecutionProvider",'
         r'sha256="[0-9a-f]{64}",version="0.1.0"\} 1',
         text,
         re.M,
