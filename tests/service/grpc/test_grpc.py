@@ -4,6 +4,7 @@ path. Values are compared with /predict and ONNX Runtime."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -236,3 +237,27 @@ def test_metrics_and_access_log(svc: ServiceProcess, client: triton.InferenceSer
     line = next(r for r in svc.logs() if r.get("request_id") == "g-trace")
     assert line["path"] == "/inference.GRPCInferenceService/ModelInfer"
     assert (line["status"], line["model"], line["oip_id"], line["label"]) == ("OK", "pretrained", "grpc-log", ["cat"])
+
+
+# --- the switch and the port ---------------------------------------------------------------------------------------
+
+
+def test_grpc_can_be_turned_off(repository: Path) -> None:
+    env = {"CATDOG_MODEL_DIR": str(repository), "CATDOG_GRPC_ENABLED": "false"}
+    with ServiceProcess(env) as svc:
+        with grpc.insecure_channel(svc.grpc_target) as ch, pytest.raises(grpc.RpcError) as refused:
+            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert svc.client.get("/v2/health/ready").json() == {"ready": True}  # REST v2 does not need gRPC
+
+
+def test_a_taken_grpc_port_stops_start_up(repository: Path) -> None:
+    """One worker binds the port exclusively: a second server on it fails loudly instead of sharing it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        svc = ServiceProcess({"CATDOG_MODEL_DIR": str(repository), "CATDOG_GRPC_PORT": str(port)})
+        with pytest.raises(RuntimeError, match="cannot listen for gRPC"):
+            svc.start(wait="live", timeout=30)
+        assert svc.stop() != 0
