@@ -78,13 +78,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> dict[str, Any]:
-    from conversion.card import read_card
     from conversion.photos import read_manifest
-    from conversion.quantize import quantize
+    from conversion.quantize import quantize_folder
 
-    card = read_card(args.model_dir)
-    report = quantize(args.model_dir / card["onnx"]["file"], args.out, card, read_manifest(args.photos))
-    return {**report.to_card(), "fp32_ms": round(report.fp32_ms, 2), "int8_ms": round(report.int8_ms, 2)}
+    return quantize_folder(
+        args.model_dir, read_manifest(args.photos), measure_speed=args.speed, alternatives=args.alternatives
+    )
 
 
 def _cmd_compare_heads(args: argparse.Namespace) -> dict[str, Any]:
@@ -155,10 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help=photos_help + " or class sub-folders")
     p.set_defaults(handler=_cmd_evaluate)
 
-    p = sub.add_parser("quantize", help="INT8 (static QDQ) copy of a model, compared with fp32")
+    p = sub.add_parser("quantize", help="MODEL_DIR/model.int8.onnx, judged by its answers; the card says if it ships")
     p.add_argument("model_dir", type=Path)
-    p.add_argument("--out", type=Path, required=True, help="INT8 .onnx file to write")
     p.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help=photos_help)
+    p.add_argument("--speed", action="store_true", help="measure FP32 vs INT8 ms/image into the card")
+    p.add_argument("--alternatives", action="store_true", help="also measure the variants not chosen (slow)")
     p.set_defaults(handler=_cmd_quantize)
 
     p = sub.add_parser("compare-heads", help="heads x EfficientNet-Lite backbones, leave-one-out on the photos")

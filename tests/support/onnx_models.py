@@ -122,3 +122,38 @@ def write_test_repository(root: Path) -> Path:
     write_model_dir(root, "pretrained", labels=("cat", "dog", "other"), model=build_colour_classifier(three))
     write_model_dir(root, "scratch", model=build_colour_classifier(height=48, width=40, softmax=False), version="0.1.0")
     return root
+
+
+def build_tiny_cnn(*, size: int = 32, channels: int = 8, num_classes: int = 3, seed: int = 0) -> onnx.ModelProto:
+    """Conv-ReLU-Conv-ReLU-GlobalAveragePool-Gemm-Softmax with seeded random weights: small, but with the layers
+    INT8 quantization acts on (convolutions, a pooled head), for tests of conversion/quantize.py."""
+    rng = np.random.default_rng(seed)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal((channels, 3, 3, 3)) * 0.3).astype(np.float32), "w1"),
+        numpy_helper.from_array((rng.standard_normal(channels) * 0.1).astype(np.float32), "b1"),
+        numpy_helper.from_array((rng.standard_normal((channels, channels, 3, 3)) * 0.2).astype(np.float32), "w2"),
+        numpy_helper.from_array((rng.standard_normal(channels) * 0.1).astype(np.float32), "b2"),
+        numpy_helper.from_array((rng.standard_normal((num_classes, channels)) * 2.0).astype(np.float32), "fc_w"),
+        numpy_helper.from_array(np.zeros(num_classes, dtype=np.float32), "fc_b"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["pooled"], name="pool"),
+        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["scores"], name="fc", transB=1),
+        helper.make_node("Softmax", ["scores"], ["probabilities"], name="softmax", axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_cnn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", num_classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
