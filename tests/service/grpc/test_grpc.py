@@ -261,3 +261,13 @@ def test_a_taken_grpc_port_stops_start_up(repository: Path) -> None:
         with pytest.raises(RuntimeError, match="cannot listen for gRPC"):
             svc.start(wait="live", timeout=30)
         assert svc.stop() != 0
+
+
+def test_message_over_the_upload_limit_is_refused(channel: grpc.Channel, client: triton.InferenceServerClient) -> None:
+    """CATDOG_MAX_UPLOAD_BYTES (10 MiB here) bounds a gRPC message as it bounds a REST body."""
+    big = b"\0" * (10 * 1024 * 1024 + 128 * 1024)
+    request = _raw_request("pretrained", "image", "BYTES", [1], len(big).to_bytes(4, "little") + big)
+    with pytest.raises(grpc.RpcError) as refused:
+        pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert_grpc_still_serving(client)
