@@ -6,6 +6,7 @@ packages=(
   podman buildah runc debootstrap  # build and run the real image on a local stand-in base
   prometheus                       # scrape the service and check every dashboard query
   chromium                         # drive the web page end to end
+  curl                             # docs/api.md's curl example, run by tests/service/oip/test_docs_examples.py
 )
 missing=()
 for p in "${packages[@]}"; do

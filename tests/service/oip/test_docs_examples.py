@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_tool
 from tests.support.server import REPO_ROOT, ServiceProcess
 
 SECTION = "## Open Inference Protocol"
@@ -55,6 +56,8 @@ def test_example_runs_and_agrees_with_predict(
     language, code = examples()[index]
     code = code.replace("127.0.0.1:8000", f"127.0.0.1:{svc.port}").replace("127.0.0.1:8001", svc.grpc_target)
     shutil.copy(photos[CAT], tmp_path / "cat.jpg")
+    if language == "bash":
+        require_tool("curl")
     command = ["bash", "-euo", "pipefail", "-c", code] if language == "bash" else [sys.executable, "-c", code]
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
