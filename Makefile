@@ -59,6 +59,14 @@ bench: $(VENV)/.stamp-test
 loadtest: $(VENV)/.stamp-test
 	$(BIN)/python -m loadtest run --profile $(LOADTEST_PROFILE) --host $(LOADTEST_HOST)
 
+# Not in CI: 600 clients posting JPEGs at one server core (large, small, mixed, two models one hot), with the
+# saturated throughput measured in the same run (docs/benchmarks.md, "Overload"). About 2 minutes.
+# OVERLOAD_ARGS e.g. "--variants large --seconds 5", or "--checkout /tmp/old --label before" for a before/after.
+OVERLOAD_ARGS ?=
+.PHONY: overload
+overload: $(VENV)/.stamp-test
+	$(BIN)/python -m loadtest.overload $(OVERLOAD_ARGS)
+
 # Not in CI: a few minutes of steady load on a real server; reports errors and RSS growth (docs/operations.md).
 SOAK_ARGS ?=
 .PHONY: soak

@@ -103,6 +103,16 @@ async def _exchange(sock: socket.socket, request: bytes) -> tuple[int, dict[byte
     return status, headers
 
 
+def _reusable(sock: socket.socket) -> bool:
+    """An idle keep-alive connection the server has not closed (what HTTP clients check before reuse)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return True  # nothing to read: still open
+    except OSError:
+        return False
+
+
 async def _connect(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
@@ -128,6 +138,9 @@ async def crowd(
                 i += 1
                 sent = time.perf_counter()
                 try:
+                    if sock is not None and not _reusable(sock):
+                        sock.close()  # the server closed it while we waited (keep-alive timeout): reconnect
+                        sock = None
                     if sock is None:
                         sock = await _connect(host, int(port))
                     status, headers = await _exchange(sock, request)
@@ -210,7 +223,8 @@ def serve(checkout: Path, env: dict[str, str], cpus: str) -> Iterator[tuple[str,
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = ["taskset", "-c", cpus, sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port"]
-    full_env = {**os.environ, "PYTHONPATH": str(checkout), **env}
+    python_path = os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))
+    full_env = {**os.environ, "PYTHONPATH": python_path, **env}
     proc = subprocess.Popen([*cmd, str(port)], env=full_env, cwd=checkout, stdout=subprocess.DEVNULL)
     try:
         _wait_ready(url, proc)

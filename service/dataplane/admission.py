@@ -17,7 +17,8 @@ through every stage: the decode pool, the batch queue and the batcher drop work 
 The model, per model (so one hot model cannot starve another), all measured, none hand-tuned:
 
 - **throughput** `X`: requests completed per second *while the model had work* (completions / busy time,
-  an EWMA over windows of at least `WINDOW_S`), i.e. what the machine actually does, sharing included;
+  measured over windows of at least `WINDOW_S`, averaged with a time constant of `SMOOTHING_S`), i.e. what
+  the machine actually does, sharing with other models included;
 - **limit** `L = X * target_latency`, clamped to `[min_limit, max_limit]` (Little's law: with `L` admitted
   requests and `X` completions per second, each waits about `L / X = target_latency`). It rises when
   requests get faster (or the other model goes quiet) and falls when they get slower;
@@ -51,7 +52,7 @@ from service.errors import DeadlineExceeded, MalformedRequest, Overloaded
 from service.observability import ServiceMetrics
 
 WINDOW_S = 0.5  # throughput is sampled over windows at least this long (and with at least one completion)
-SMOOTHING = 0.3  # EWMA weight of a new window: about three windows to follow a change
+SMOOTHING_S = 1.5  # time constant of the throughput's moving average: a change is followed within seconds
 MAX_RETRY_AFTER_S = 30
 MAX_WAITING_TRACKED = 10_000  # refused clients remembered (a client that ignores Retry-After counts each time)
 
@@ -142,7 +143,8 @@ class _Gate:
         busy = self.window_busy + (now - self.busy_since if self.busy_since is not None else 0.0)
         if busy > 0:
             sample = self.window_done / busy
-            self.rate = sample if self.rate is None else self.rate + SMOOTHING * (sample - self.rate)
+            weight = 1.0 - math.exp(-(now - self.window_start) / SMOOTHING_S)  # long windows weigh more
+            self.rate = sample if self.rate is None else self.rate + weight * (sample - self.rate)
         self.window_start, self.window_done, self.window_busy = now, 0, 0.0
         if self.busy_since is not None:
             self.busy_since = now

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
+from loadtest.bench import make_images, process_memory_mb
+from loadtest.loadgen import multipart_request
+from loadtest.overload import crowd
 from tests.support.hostile import JPEG, WHITE, encode, solid, write_faulty_repository, write_slow_repository
 from tests.support.server import ServiceProcess
 
@@ -143,3 +149,100 @@ def test_failing_batches_never_wedge_the_queue(faulty_service: ServiceProcess) -
     assert _post(faulty_service.client).status_code == 200
     assert time.perf_counter() - started < 1.0
     assert faulty_service.client.get("/readyz").status_code == 200
+
+
+class Watch(threading.Thread):
+    """The server's RSS and the probes' worst latency, sampled while a crowd runs."""
+
+    def __init__(self, svc: ServiceProcess) -> None:
+        super().__init__(daemon=True)
+        self.svc = svc
+        self.rss_mb: list[float] = []
+        self.probe_s: list[float] = []
+        self.probe_statuses: set[int] = set()
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        assert self.svc.proc is not None
+        with httpx.Client(base_url=self.svc.base_url, timeout=10.0) as client:
+            while not self.stopped.is_set():
+                self.rss_mb.append(process_memory_mb(self.svc.proc.pid)["rss_mb"])
+                for path in ("/livez", "/readyz", "/metrics"):
+                    started = time.perf_counter()
+                    self.probe_statuses.add(client.get(path).status_code)
+                    self.probe_s.append(time.perf_counter() - started)
+                self.stopped.wait(0.2)
+
+
+def test_a_crowd_posting_large_jpegs_is_served_or_refused_at_once(
+    tiny_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """300 clients posting 9 MP JPEGs (real photos) at once, each honouring Retry-After: far more than the
+    server can answer in the admission target. Only 200s and 503 + Retry-After; no 504 and no connection
+    error; refusals fast; what is accepted within the target; memory bounded; probes answer throughout.
+    Bounds are generous (CI's 2 shared cores); docs/benchmarks.md has the measured figures."""
+    large = make_images(tmp_path_factory.mktemp("crowd"))["large"]
+    env = {"CATDOG_MODEL_DIR": str(tiny_repository), "CATDOG_INTRA_OP_THREADS": "1", "CATDOG_DECODE_WORKERS": "1"}
+    with ServiceProcess(env) as svc:
+        requests = [
+            ("pretrained", multipart_request(svc.base_url, "/predict/pretrained", p.read_bytes(), p.name))
+            for p in large
+        ]
+        watch = Watch(svc)
+        watch.start()
+        try:
+            outcome = asyncio.run(crowd(svc.base_url, requests, 300, 6.0, drain_s=30.0))
+        finally:
+            watch.stopped.set()
+            watch.join(10)
+        statuses = outcome.statuses()
+        assert set(statuses) <= {"200", "503"}, statuses  # no 504, no connection error, nothing unanswered
+        assert statuses.get("200", 0) >= 30, statuses
+        assert statuses.get("503", 0) >= 100, statuses  # 300 at once is far beyond the limit
+        assert outcome.missing_retry_after == 0
+        refused = outcome.latencies(503)
+        accepted = outcome.latencies(200)
+        assert float(np.quantile(refused, 0.99)) < 2.0, "refusals were not answered at once"
+        assert float(np.quantile(accepted, 0.99)) < 5.0, "accepted requests waited far beyond the target"
+        assert max(watch.rss_mb) < 500, f"RSS peaked at {max(watch.rss_mb)} MB"
+        assert watch.probe_statuses == {200}
+        assert max(watch.probe_s) < 2.0, f"a probe took {max(watch.probe_s):.2f} s"
+        # Back to normal at once, nothing left in flight, and the refusals are on /metrics.
+        started = time.perf_counter()
+        assert _post(svc.client, large[0].read_bytes()).status_code == 200
+        assert time.perf_counter() - started < 2.0
+        text = svc.client.get("/metrics").text
+        assert _metric(text, "catdog_requests_in_flight", model="pretrained") == 0
+        assert _metric(text, "catdog_admissions_total", model="pretrained", result="refused_limit") > 0
+        assert _metric(text, "catdog_rejected_requests_total", model="pretrained", reason="overloaded") == len(refused)
+        for stage in ("reading", "decoding", "queued", "inference"):
+            assert _metric(text, "catdog_stage_depth", model="pretrained", stage=stage) == 0, stage
+        assert _metric(text, "catdog_admission_limit", model="pretrained") >= 8
+
+
+def test_x_request_timeout_is_validated_and_a_deadline_the_queue_cannot_meet_gets_503(slow_repository: Path) -> None:
+    env = {"CATDOG_MODEL_DIR": str(slow_repository), "CATDOG_INTRA_OP_THREADS": "1", "CATDOG_BATCH_MAX_SIZE": "1"}
+    with ServiceProcess(env) as svc, ThreadPoolExecutor(max_workers=8) as pool, _client(svc) as client:
+        bad = svc.client.post(
+            "/predict/pretrained", files={"file": ("a.jpg", JPEG, "image/jpeg")}, headers={"X-Request-Timeout": "soon"}
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "malformed_request"
+        for _ in range(8):  # measured throughput: about 10 a second (0.1 s a run)
+            assert _post(client).status_code == 200
+        held = [pool.submit(_post, client) for _ in range(6)]  # ~0.6 s of work ahead
+        time.sleep(0.1)
+        started = time.perf_counter()
+        hurried = client.post(
+            "/predict/pretrained", files={"file": ("a.jpg", JPEG, "image/jpeg")}, headers={"X-Request-Timeout": "0.2"}
+        )
+        assert hurried.status_code == 503, hurried.text
+        assert hurried.json()["error"]["code"] == "overloaded" and "deadline" in hurried.json()["error"]["message"]
+        assert int(hurried.headers["retry-after"]) >= 1
+        assert time.perf_counter() - started < 0.5  # refused at once, not after waiting out its deadline
+        assert [f.result().status_code for f in held] == [200] * 6
+        patient = client.post(
+            "/predict/pretrained", files={"file": ("a.jpg", JPEG, "image/jpeg")}, headers={"X-Request-Timeout": "5"}
+        )
+        assert patient.status_code == 200
+        text = svc.client.get("/metrics").text
+        assert _metric(text, "catdog_admissions_total", model="pretrained", result="refused_deadline") == 1
