@@ -145,7 +145,8 @@ class Container:
         self.image = image
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = {"CATDOG_PORT": str(self.port), **(env or {})}
+        # gRPC on a free port too: with host networking the image's default 8001 could be taken.
+        self.env = {"CATDOG_PORT": str(self.port), "CATDOG_GRPC_PORT": str(free_port()), **(env or {})}
         self.run_args = list(run_args)
         self.name = f"catdog-test-{self.port}"
         self.client = httpx.Client(base_url=self.base_url, timeout=30.0)
