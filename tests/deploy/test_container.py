@@ -140,7 +140,7 @@ def test_dockerignore_keeps_the_context_to_what_the_image_needs(image: BuiltImag
 def test_image_metadata(image: BuiltImage) -> None:
     config = image.inspect["Config"]
     assert config["User"] == "10001:10001"
-    assert "8000/tcp" in config["ExposedPorts"]
+    assert {"8000/tcp", "8001/tcp"} <= set(config["ExposedPorts"])  # HTTP, and the Open Inference Protocol's gRPC
     labels = config["Labels"]
     assert labels["org.opencontainers.image.version"] == "0.1.0"
     assert labels["org.opencontainers.image.revision"] == "test"
@@ -148,6 +148,7 @@ def test_image_metadata(image: BuiltImage) -> None:
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["CATDOG_HOST"] == "0.0.0.0"
     assert env["CATDOG_PORT"] == "8000"
+    assert env["CATDOG_GRPC_PORT"] == "8001"
     assert env["CATDOG_MODEL_DIR"] == "/app/models"
     health = image.inspect.get("Healthcheck") or config.get("Healthcheck")
     assert health and "/livez" in " ".join(health["Test"]), health
