@@ -1,6 +1,7 @@
 """`python -m loadtest run --profile steady --host http://...`: a Locust profile against any catdog, then one
 report joining Locust's client-side figures with the server-side breakdown scraped from /metrics.
-`python -m loadtest bench`: the benchmark harness (see loadtest/bench.py)."""
+`python -m loadtest bench`: the benchmark harness (see loadtest/bench.py).
+`python -m loadtest answers`: the fast preprocessing's answer budget, every model x photo (loadtest/answers.py)."""
 
 from __future__ import annotations
 
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", type=Path, default=Path("artifacts/loadtest"))
     sub.add_parser("profiles", help="list the profiles")
     sub.add_parser("bench", help="the benchmark harness; pass its options after --", add_help=False)
+    sub.add_parser("answers", help="the preprocessing's answer budget and step times; options after --", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "profiles":
         for name in PROFILES:
@@ -137,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         from loadtest.bench import main as bench_main
 
         return bench_main([a for a in rest if a != "--"])
+    if args.command == "answers":
+        from loadtest.answers import main as answers_main
+
+        return answers_main([a for a in rest if a != "--"])
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return run_profile(args)

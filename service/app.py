@@ -10,9 +10,8 @@ import os
 from collections.abc import AsyncIterator
 
 import structlog
-from fastapi import FastAPI
-from prometheus_fastapi_instrumentator import Instrumentator
-from prometheus_fastapi_instrumentator import metrics as http_metrics
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.dataplane.inference import Classifier
 from service.dataplane.repository import ModelRepository
@@ -23,7 +22,7 @@ from service.lifecycle import Lifecycle, Phase
 from service.observability import LATENCY_BUCKETS, ServiceMetrics, configure_logging
 from service.oip.protocol import OpenInference
 from service.rest.admission import AdmissionMiddleware
-from service.rest.middleware import RequestContextMiddleware, register_error_handlers
+from service.rest.middleware import HttpMetrics, RequestContextMiddleware, register_error_handlers
 from service.rest.routes import health, models, predict, ui, v2
 from service.rest.routes.docs import mount_docs
 from service.settings import Settings
@@ -93,25 +92,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     if docs:
         mount_docs(app, settings.docs_path, "/openapi.json")
-    if settings.metrics_enabled:
-        _instrument(app, settings, metrics)
+    http_metrics = _instrument(app, settings, metrics) if settings.metrics_enabled else None
     app.add_middleware(AdmissionMiddleware)  # outside the HTTP metrics, which would cost a refusal a third more
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, http_metrics=http_metrics)
     return app
 
 
-def _instrument(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> None:
-    """HTTP metrics by route template (unknown paths grouped), probes and /metrics itself excluded."""
-    instrumentator = Instrumentator(
-        should_group_status_codes=False,
-        excluded_handlers=[settings.metrics_path, "/livez", "/readyz", "/v2/health/live", "/v2/health/ready"],
-        registry=metrics.registry,
-    )
-    instrumentator.add(
-        http_metrics.requests(registry=metrics.registry),
-        http_metrics.latency(buckets=LATENCY_BUCKETS, should_include_status=False, registry=metrics.registry),
-    )
-    instrumentator.instrument(app).expose(app, endpoint=settings.metrics_path, include_in_schema=False)
+def _instrument(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> HttpMetrics:
+    """HTTP metrics by route template (unknown paths grouped), probes and /metrics itself excluded; observed by
+    RequestContextMiddleware (the series prometheus-fastapi-instrumentator exported, without its middleware)."""
+
+    def metrics_page() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route(settings.metrics_path, metrics_page, methods=["GET"], include_in_schema=False)
+    excluded = [settings.metrics_path, "/livez", "/readyz", "/v2/health/live", "/v2/health/ready"]
+    return HttpMetrics(metrics.registry, LATENCY_BUCKETS, excluded)
 
 
 async def _load_models(repository: ModelRepository, lifecycle: Lifecycle) -> None:

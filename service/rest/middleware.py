@@ -1,17 +1,23 @@
-"""HTTP plumbing shared by every route: request ids, the access log line, and the one JSON error body."""
+"""HTTP plumbing shared by every route: request ids, the access log line, the HTTP metrics, and the one JSON
+error body."""
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_fastapi_instrumentator.routing import get_route_name
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import CatdogError, error_body
@@ -33,15 +39,71 @@ def note(request: Request, **fields: Any) -> None:
     request.scope.setdefault("state", {}).setdefault("access", {}).update(fields)
 
 
+class HttpMetrics:
+    """`http_requests_total{handler,method,status}` and `http_request_duration_seconds{handler,method}`: the
+    series prometheus-fastapi-instrumentator exported (same names, help, labels and values: the route template
+    as `handler`, "none" for paths no route matches, excluded handlers by regex search), observed here in the
+    one middleware instead of in a middleware layer of their own (which also walked every route per request)."""
+
+    def __init__(self, registry: CollectorRegistry, buckets: Iterable[float], excluded: Iterable[str]) -> None:
+        self.requests = Counter(
+            "http_requests_total",
+            "Total number of requests by method, status and handler.",
+            ["handler", "method", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Duration of HTTP requests in seconds",
+            ["handler", "method"],
+            buckets=[*buckets, float("inf")],
+            registry=registry,
+        )
+        self.excluded = [re.compile(pattern) for pattern in excluded]
+        self._handler = functools.lru_cache(maxsize=4096)(self._resolve)
+
+    def observe(self, scope: Scope, status: int, seconds: float) -> None:
+        method = scope["method"]
+        handler = self._handler(scope.get("app"), scope["path"], scope.get("root_path", ""), method)
+        if handler is None:
+            return
+        self.requests.labels(handler, method, str(status)).inc()
+        self.duration.labels(handler, method).observe(seconds)
+
+    def _resolve(self, app: Any, path: str, root_path: str, method: str) -> str | None:
+        """The handler label of a request (None: excluded). Routes never change once serving, so the answer for
+        a (path, method) is cached; paths no route matches all map to "none" (a bounded LRU holds them)."""
+        scope = {"type": "http", "app": app, "path": path, "root_path": root_path, "method": method, "headers": []}
+        name = get_route_name(HTTPConnection(scope), should_include_root_path=False)
+        if any(pattern.search(name or path) for pattern in self.excluded):
+            return None
+        return name or "none"
+
+
 class RequestContextMiddleware:
     """Assigns the request id (the client's X-Request-ID when sane, else a new one), echoes it, adds the security
     headers (service/rest/security.py), asks clients to reconnect elsewhere while draining (`Connection: close`),
-    turns any unhandled exception into the JSON error body, and writes one access line per request. Pure ASGI:
-    no per-request task, and no body buffering except for the small Swagger UI page (its CSP hashes its script).
-    """
+    turns any unhandled exception into the JSON error body, counts and times the request (HttpMetrics), and
+    writes one access line per request. Pure ASGI: no per-request task, and no body buffering except for the
+    small Swagger UI page (its CSP hashes its script). What it needs from the app (settings, lifecycle) is read
+    once, on the first request, from `app.state` unless given."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, http_metrics: HttpMetrics | None = None) -> None:
         self.app = app
+        self.http_metrics = http_metrics
+        self._context: tuple[Any, str | None] | None = None
+
+    def _app_context(self, scope: Scope) -> tuple[Any, str | None]:
+        """(lifecycle, docs path or None) from the app's state; cached once the app has its settings."""
+        if self._context is not None:
+            return self._context
+        state = getattr(scope.get("app"), "state", None)
+        lifecycle = getattr(state, "lifecycle", None)
+        settings = getattr(state, "settings", None)
+        docs_url = settings.docs_path.rstrip("/") if settings is not None and settings.docs_enabled else None
+        if settings is not None:
+            self._context = (lifecycle, docs_url)
+        return lifecycle, docs_url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,13 +114,10 @@ class RequestContextMiddleware:
         request_id = offered if offered and _VALID_REQUEST_ID.match(offered) else uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        state["access"] = {}
-        app = scope.get("app")
-        lifecycle = getattr(getattr(app, "state", None), "lifecycle", None)
-        settings = getattr(getattr(app, "state", None), "settings", None)
-        docs_url = settings.docs_path.rstrip("/") if settings is not None and settings.docs_enabled else None
-        path = _route_path(scope)
-        is_docs = bool(docs_url) and path in (docs_url, f"{docs_url}/oauth2-redirect")  # not its static assets
+        access: dict[str, Any] = {}
+        state["access"] = access
+        lifecycle, docs_url = self._app_context(scope)
+        is_docs = bool(docs_url) and _route_path(scope) in (docs_url, f"{docs_url}/oauth2-redirect")
         status = 500
         response_started = False
         held: Message | None = None  # the docs page's start message, sent once its body is known
@@ -99,15 +158,18 @@ class RequestContextMiddleware:
             body = error_body("internal_error", _INTERNAL_MESSAGE, request_id)
             await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            if self.http_metrics is not None:
+                self.http_metrics.observe(scope, status, elapsed)
             access_log.info(
                 "request",
                 request_id=request_id,
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                duration_ms=round(elapsed * 1000, 3),
                 client=(scope.get("client") or ("", 0))[0],
-                **state.get("access", {}),
+                **state.get("access", access),
             )
 
 
