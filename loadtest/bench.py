@@ -6,6 +6,9 @@ this process (the load generator) pinned to the others, it measures for each mod
             (single-request latency); open-loop load at half the saturated rate (p99 at half saturation);
 3. naive  - loadtest/naive_server.py (the seed's design) under the same saturating load;
 
+with --baseline-rev REV, also `catdog serve` of that git revision (a `git worktree` of it, the same venv, models
+and images), measured alternately with this tree's in each cell: the before/after ratio comes from one run;
+
 then prints catdog/limit and catdog/naive, cold start (process start -> /readyz 200), resident memory with
 both models loaded, and the server-side breakdown scraped from /metrics. Results go to --out as JSON and
 Markdown. Numbers on a shared 2-core machine are noisy: compare the ratios, which come from one run.
@@ -88,12 +91,15 @@ def process_memory_mb(pid: int) -> dict[str, float]:
 
 
 @contextlib.contextmanager
-def server(cmd: list[str], env: dict[str, str], cpus: str) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+def server(
+    cmd: list[str], env: dict[str, str], cpus: str, cwd: Path = REPO_ROOT
+) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+    """A server process pinned to `cpus`, started in `cwd` (`python -m service` imports the package found there)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     full = ["taskset", "-c", cpus, *[c.replace("{port}", str(port)) for c in cmd]]
     started = time.perf_counter()
-    proc = subprocess.Popen(full, env={**os.environ, **env}, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(full, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.DEVNULL)
     try:
         _wait_ready(url, proc)
         yield url, proc, time.perf_counter() - started
@@ -110,6 +116,33 @@ def limit(model_dir: Path, model: str, image: Path, cpus: str, threads: int, sec
     cmd += ["--seconds", str(seconds), "--threads", str(threads)]
     out = subprocess.run(cmd, cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout
     return float(json.loads(out.strip().splitlines()[-1])["images_per_s"])
+
+
+@contextlib.contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """A detached `git worktree` of `rev` (any commit-ish), removed afterwards."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO_ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    path = Path(tempfile.mkdtemp(prefix=f"catdog-{commit[:7]}-"))
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(path), commit], cwd=REPO_ROOT, check=True, capture_output=True
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(path)], cwd=REPO_ROOT, check=False, capture_output=True
+        )
+
+
+def start_baseline(stack: contextlib.ExitStack, rev: str, env: dict[str, str], cpus: str) -> tuple[str, str]:
+    """`catdog serve` of revision `rev` on `cpus`, with this tree's venv, models and settings: (url, commit)."""
+    path = stack.enter_context(worktree(rev))
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
+    url, _, _ = stack.enter_context(server(cmd, {**env, "CATDOG_GRPC_PORT": str(_free_port())}, cpus, cwd=path))
+    return url, commit.stdout.strip()
 
 
 def requests_for(url: str, path: str, images: list[Path]) -> list[bytes]:
@@ -139,7 +172,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     catdog_cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
     grpc_target = f"127.0.0.1:{_free_port()}"  # the Open Inference Protocol over gRPC, measured beside /predict
     catdog_env = {**env, "CATDOG_GRPC_PORT": grpc_target.rsplit(":", 1)[1]}
-    with server(catdog_cmd, catdog_env, args.server_cpus) as (url, proc, cold):
+    stack = contextlib.ExitStack()  # the baseline revision's server, if asked for, runs beside this tree's
+    baseline_url = None
+    if args.baseline_rev:
+        baseline_url, results["baseline_commit"] = start_baseline(stack, args.baseline_rev, env, args.server_cpus)
+    with stack, server(catdog_cmd, catdog_env, args.server_cpus) as (url, proc, cold):
         results["cold_start_s"] = round(cold, 3)
         results["memory_after_start"] = process_memory_mb(proc.pid)
         for model in models:
@@ -152,12 +189,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 # Limit and saturation alternate, best of --repeat each: other work on a shared machine only
                 # ever slows a run down, so the best run is the closest to what the cores can do.
                 limits, sats = [], []
+                base_runs: list[loadgen.Result] = []
                 for _ in range(args.repeat):
                     threads = args.threads or n_server
                     limits.append(limit(model_dir, model, paths[0], args.server_cpus, threads, args.seconds))
                     before = scrape(url)
                     sat = asyncio.run(loadgen.closed_loop(url, reqs, args.concurrency, args.seconds))
                     sats.append((sat, breakdown(before, scrape(url)).get(model, {})))
+                    if baseline_url is not None:
+                        base_reqs = requests_for(baseline_url, f"/predict/{model}", paths)
+                        base_runs.append(
+                            asyncio.run(loadgen.closed_loop(baseline_url, base_reqs, args.concurrency, args.seconds))
+                        )
                     # The same images through the Open Inference Protocol: REST binary and gRPC, same load.
                     oip_rest.append(asyncio.run(loadgen.closed_loop(url, oip_reqs, args.concurrency, args.seconds)))
                     oip_grpc.append(
@@ -168,6 +211,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 cell["limit_runs"] = [round(x, 2) for x in limits]
                 cell["catdog_runs"] = [round(s.rps, 2) for s, _ in sats]
                 cell["catdog"] = sat.summary()
+                if baseline_url is not None:
+                    cell["baseline"] = max(base_runs, key=lambda r: r.rps).summary()
+                    cell["baseline_runs"] = [round(r.rps, 2) for r in base_runs]
+                    base_reqs = requests_for(baseline_url, f"/predict/{model}", paths)
+                    base_single = asyncio.run(loadgen.closed_loop(baseline_url, base_reqs, 1, args.seconds / 2, 0.5))
+                    cell["baseline_single"] = base_single.summary()
                 cell["oip_rest"] = max(oip_rest, key=lambda r: r.rps).summary()
                 cell["oip_grpc"] = max(oip_grpc, key=lambda r: r["rps"])
                 cell["oip_rest_runs"] = [round(r.rps, 2) for r in oip_rest]
@@ -196,6 +245,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cell["catdog_over_limit"] = round(rps / cell["limit_ips"], 3) if cell["limit_ips"] else None
         cell["catdog_over_naive"] = round(rps / cell["naive"]["rps"], 2) if cell["naive"]["rps"] else None
         cell["p99_half_over_single_p50"] = round(cell["half_saturation"]["p99_ms"] / cell["single"]["p50_ms"], 2)
+        if "baseline" in cell:
+            cell["catdog_over_baseline"] = round(rps / cell["baseline"]["rps"], 3) if cell["baseline"]["rps"] else None
         for path in ("oip_rest", "oip_grpc"):
             cell[f"{path}_over_predict"] = round(cell[path]["rps"] / rps, 3) if rps else None
     return results
@@ -235,6 +286,15 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {rest['p50_ms']:.0f} / {rest['p99_ms']:.0f} | {grpc_['p50_ms']:.0f} / {grpc_['p99_ms']:.0f} "
             f"| {grpc_['client_cpu_share']:.0%} |"
         )
+    if "baseline_commit" in results:
+        lines += ["", f"Against {results['baseline_commit'][:7]} (`--baseline-rev`), same run, same load:", ""]
+        lines += ["| model / JPEG | baseline img/s | catdog img/s | catdog / baseline | single p50 ms baseline / now |"]
+        lines += ["| --- | ---: | ---: | ---: | --- |"]
+        for key, c in results["cells"].items():
+            lines.append(
+                f"| {key} | {c['baseline']['rps']:.1f} | {c['catdog']['rps']:.1f} | {c['catdog_over_baseline']:.2f} "
+                f"| {c['baseline_single']['p50_ms']:.1f} / {c['single']['p50_ms']:.1f} |"
+            )
     lines += ["", "Server-side means under saturation (from /metrics, this run only):", ""]
     lines += ["| model / JPEG | request ms | preprocess ms | queue wait ms | inference ms | batch size |"]
     lines += ["| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -279,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per server CPU)")
     parser.add_argument("--batch-max-size", type=int, default=1)
     parser.add_argument("--batch-max-wait-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--baseline-rev",
+        default=None,
+        help="also measure `catdog serve` of this git revision (e.g. c62544f), alternately",
+    )
     parser.add_argument("--images", type=Path, default=Path(tempfile.gettempdir()) / "catdog-bench-images")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "bench")
     args = parser.parse_args(argv)
