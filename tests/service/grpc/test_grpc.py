@@ -216,6 +216,8 @@ def test_errors_map_to_grpc_codes(channel: grpc.Channel, client: triton.Inferenc
         stub.ModelInfer(request)
     assert refused.value.code().name == code
     assert refused.value.details()
+    if code == "UNAVAILABLE":  # REST's Retry-After, as trailing metadata
+        assert dict(refused.value.trailing_metadata() or ())["retry-after"] == "5"
     assert_grpc_still_serving(client)
 
 
