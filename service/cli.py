@@ -24,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the HTTP service (settings: CATDOG_* env vars)")
     serve.add_argument("--host", help="overrides CATDOG_HOST")
     serve.add_argument("--port", type=int, help="overrides CATDOG_PORT")
+    serve.add_argument("--grpc-port", type=int, help="overrides CATDOG_GRPC_PORT (the Open Inference Protocol)")
     serve.add_argument("--workers", type=int, help="overrides CATDOG_WORKERS")
     serve.add_argument("--model-dir", type=Path, help="overrides CATDOG_MODEL_DIR")
 
@@ -44,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _convert(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    overrides = {k: v for k, v in vars(args).items() if k in ("host", "port", "workers", "model_dir") and v}
+    flags = ("host", "port", "grpc_port", "workers", "model_dir")
+    overrides = {k: v for k, v in vars(args).items() if k in flags and v}
     # Flags become env vars so uvicorn's worker processes (which build the app themselves) see them too.
     for key, value in overrides.items():
         os.environ[f"CATDOG_{key.upper()}"] = str(value)

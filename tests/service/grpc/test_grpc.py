@@ -27,7 +27,7 @@ from tests.support.oip import (
     red_jpeg,
     write_oip_repository,
 )
-from tests.support.server import ServiceProcess
+from tests.support.server import ServiceProcess, free_port
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +273,13 @@ def test_message_over_the_upload_limit_is_refused(channel: grpc.Channel, client:
         pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert_grpc_still_serving(client)
+
+
+def test_grpc_port_flag(repository: Path) -> None:
+    """`catdog serve --grpc-port N` overrides CATDOG_GRPC_PORT."""
+    port = free_port()
+    with ServiceProcess({"CATDOG_MODEL_DIR": str(repository)}, args=["--grpc-port", str(port)]) as svc:
+        assert port != svc.grpc_port
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
