@@ -179,6 +179,7 @@ def measure(
             run["sizes"][size] = {"saturated": saturated.summary(), "single": single.summary(), "half": half.summary()}
             print(f"  {contender.key} {size}: {json.dumps(run['sizes'][size])}", file=sys.stderr, flush=True)
         run["memory"] = procs.tree_memory_mb(proc.pid, marker)
+        run["unpinned"] = procs.unpinned(proc.pid, marker, set(bench._parse_cpus(args.server_cpus)))
     finally:
         run["leftover"] = procs.stop(proc, marker)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -190,10 +191,10 @@ def code_state() -> dict[str, Any]:
 
     def git(*argv: str) -> str:
         done = subprocess.run(["git", *argv], cwd=bench.REPO_ROOT, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
+        return done.stdout
 
-    dirty = git("status", "--porcelain", "--", "service", "models", "loadtest")
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": [line[3:] for line in dirty.splitlines()]}
+    dirty = git("status", "--porcelain", "--", "service", "models", "loadtest").splitlines()
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "uncommitted": [line[3:] for line in dirty]}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -269,6 +270,8 @@ def failures(results: dict[str, Any]) -> list[str]:
             problems.append(f"{key}: answers differ from catdog's by {diff:.2e} (tolerance {ANSWER_TOLERANCE})")
         if summary.get("leftover"):
             problems.append(f"{key}: processes survived shutdown: {summary['leftover']}")
+        if summary.get("unpinned"):
+            problems.append(f"{key}: processes ran outside the server CPUs: {summary['unpinned']}")
     return problems
 
 

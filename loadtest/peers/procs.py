@@ -75,6 +75,18 @@ def tree_memory_mb(leader: int, marker: str) -> dict[str, float]:
     return {"rss_mb": round(rss, 1), "processes": len(pids)}
 
 
+def unpinned(leader: int, marker: str, cpus: set[int]) -> dict[int, list[int]]:
+    """Processes of the tree allowed to run outside `cpus` (a framework that resets its workers' affinity would
+    get more than the one core every server is given): pid -> its CPUs."""
+    out = {}
+    for pid in tree(leader, marker):
+        with contextlib.suppress(OSError):
+            allowed = os.sched_getaffinity(pid)
+            if not allowed <= cpus:
+                out[pid] = sorted(allowed)
+    return out
+
+
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -36,6 +36,7 @@ def summarise(entry: dict[str, Any], sizes: list[str]) -> dict[str, Any]:
     diffs = [a["max_diff"] for r in runs for a in r.get("answers", {}).values() if a.get("max_diff") is not None]
     out["answer_max_diff"] = max(diffs) if diffs else None
     out["leftover"] = sorted({pid for r in runs for pid in r.get("leftover", [])})
+    out["unpinned"] = {pid: cpus for r in runs for pid, cpus in r.get("unpinned", {}).items()}
     return out
 
 
@@ -95,6 +96,8 @@ def markdown(results: dict[str, Any]) -> str:
             errors += f" (and: {entry['error']})"
         if summary["leftover"]:
             errors += f"; {len(summary['leftover'])} processes survived shutdown"
+        if summary.get("unpinned"):
+            errors += f"; {len(summary['unpinned'])} processes not pinned"
         row.append(errors)
         diff = summary["answer_max_diff"]
         mark = "" if diff is None or diff <= ANSWER_TOLERANCE else " **over tolerance**"

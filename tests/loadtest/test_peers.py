@@ -235,12 +235,16 @@ def test_wrong_answers_and_surviving_processes_fail_the_run(results: dict[str, A
     triton = results["contenders"]["pytriton+batch"]
     triton["runs"][1]["answers"]["cat-cat-small.jpg"]["max_diff"] = 0.01
     triton["runs"][1]["leftover"] = [4242]
+    triton["runs"][0]["unpinned"] = {"4243": [0, 1]}
     triton["summary"] = report.summarise(triton, ["small"])
     problems = failures(results)
-    assert len(problems) == 2
+    assert len(problems) == 3
     assert "differ from catdog's by 1.00e-02" in problems[0]
     assert "[4242]" in problems[1]
-    assert "over tolerance" in report.markdown(results)
+    assert "4243" in problems[2]
+    table = report.markdown(results)
+    assert "over tolerance" in table
+    assert "1 processes survived shutdown; 1 processes not pinned" in table
 
 
 # --- what the peer venvs get ---------------------------------------------------------------------------------
@@ -300,6 +304,8 @@ def test_stop_ends_the_whole_tree_even_escaped_and_stubborn_processes(tmp_path: 
     assert len(found) == 4
     assert all(os.sched_getaffinity(pid) == {int(cpu)} for pid in found)
     assert procs.tree_memory_mb(proc.pid, "test-marker")["processes"] == 4
+    assert procs.unpinned(proc.pid, "test-marker", {int(cpu)}) == {}
+    assert set(procs.unpinned(proc.pid, "test-marker", {int(cpu) + 1})) == set(found)
     assert procs.stop(proc, "test-marker", grace_s=1.0) == []
     assert procs.tree(proc.pid, "test-marker") == []
 
