@@ -44,6 +44,9 @@ from loadtest.bench import _free_port, _parse_cpus, _wait_ready, make_images, pr
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("large", "small", "mixed", "two-models")
+KEEPALIVE_S = (
+    4.0  # like httpx (keepalive_expiry 5 s), an idle connection is not reused after this: uvicorn closes at 5 s
+)
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Outcome:
     started: float = field(default_factory=time.perf_counter)
     done: list[tuple[float, int, float, str]] = field(default_factory=list)  # (finished, status, latency, model)
     errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
     retry_after: list[float] = field(default_factory=list)
     missing_retry_after: int = 0
     unfinished: int = 0
@@ -131,27 +135,32 @@ async def crowd(
 
     async def client(index: int) -> None:
         sock: socket.socket | None = None
+        idle_since = 0.0
         i = index
         try:
             while time.perf_counter() < stop_at:
                 model, request = requests[i % len(requests)]
                 i += 1
                 sent = time.perf_counter()
+                reused = False
                 try:
-                    if sock is not None and not _reusable(sock):
-                        sock.close()  # the server closed it while we waited (keep-alive timeout): reconnect
+                    if sock is not None and (sent - idle_since > KEEPALIVE_S or not _reusable(sock)):
+                        sock.close()  # idle too long (the server's keep-alive is 5 s), or closed: reconnect
                         sock = None
+                    reused = sock is not None
                     if sock is None:
                         sock = await _connect(host, int(port))
                     status, headers = await _exchange(sock, request)
-                except (OSError, ConnectionError, ValueError):
+                except (OSError, ConnectionError, ValueError) as exc:
                     outcome.errors += 1
+                    kind = f"{type(exc).__name__}{' (reused)' if reused else ''}"
+                    outcome.error_kinds[kind] = outcome.error_kinds.get(kind, 0) + 1
                     if sock is not None:
                         sock.close()
                         sock = None
                     await asyncio.sleep(0.1)
                     continue
-                now = time.perf_counter()
+                now = idle_since = time.perf_counter()
                 outcome.done.append((now, status, now - sent, model))
                 if headers.get(b"connection") == b"close":
                     sock.close()
@@ -287,6 +296,7 @@ def run_variant(args: argparse.Namespace, variant: str, images: dict[str, list[P
         "statuses": outcome.statuses(),
         "timeouts_504": outcome.statuses().get("504", 0),
         "connection_errors": outcome.errors,
+        "connection_error_kinds": outcome.error_kinds,
         "unanswered": outcome.unfinished,
         "refusals_without_retry_after": outcome.missing_retry_after,
         "retry_after_s": sorted(set(outcome.retry_after)),

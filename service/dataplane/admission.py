@@ -221,7 +221,7 @@ class Admission:
     def retry_after_s(self, model: str) -> int:
         """Whole seconds, drawn between the admitted work's drain time and everyone's (see the module doc)."""
         gate = self._gate(model)
-        rate = gate.rate or 1.0 / self.target_latency_s  # before any measurement: one request per target
+        rate = gate.rate or self.min_limit / self.target_latency_s  # before any measurement: the initial limit's
         low = max(1.0, gate.in_flight / rate)
         high = min(float(MAX_RETRY_AFTER_S), max(low, (gate.in_flight + gate.waiting(self.clock())) / rate))
         return max(1, min(MAX_RETRY_AFTER_S, math.ceil(random.uniform(low, high))))

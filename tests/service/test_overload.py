@@ -202,6 +202,11 @@ def test_a_crowd_posting_large_jpegs_is_served_or_refused_at_once(
         assert outcome.missing_retry_after == 0
         refused = outcome.latencies(503)
         accepted = outcome.latencies(200)
+        print(
+            f"\ncrowd: {statuses}; refusal p99 {np.quantile(refused, 0.99):.3f} s, accepted p99 "
+            f"{np.quantile(accepted, 0.99):.3f} s, RSS peak {max(watch.rss_mb):.0f} MB, worst probe "
+            f"{max(watch.probe_s):.3f} s"
+        )
         assert float(np.quantile(refused, 0.99)) < 2.0, "refusals were not answered at once"
         assert float(np.quantile(accepted, 0.99)) < 5.0, "accepted requests waited far beyond the target"
         assert max(watch.rss_mb) < 500, f"RSS peaked at {max(watch.rss_mb)} MB"
