@@ -16,12 +16,14 @@ from conversion.heldout import split, summarise
 from conversion.onnxrun import session
 from conversion.photos import read_manifest
 from service.dataplane.card import ModelCard
+from service.dataplane.repository import ServedModel
+from service.rest.routes.models import describe
 from tests.conftest import PHOTOS
 from tests.support.server import REPO_ROOT
 
 MODELS = REPO_ROOT / "models"
 SHIPPED = ("pretrained", "scratch")
-OLD_PRETRAINED_ECE = 0.06
+OLD_PRETRAINED_ECE = 0.0603
 """pretrained 1.0.0 (cat + dog mass sums, min-mass rule) by leave-one-out: `python -m conversion compare-heads`."""
 
 
@@ -107,3 +109,19 @@ def test_scratch_heldout_is_what_the_model_does() -> None:
         assert answer == expected["answer"], f
         assert float(row[card["labels"].index(answer)]) == pytest.approx(expected["confidence"], abs=1e-4)
     assert "Weak" in card["caveat"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_users_see_the_heldout_figures(name: str) -> None:
+    """GET /v1/models/{name} carries the card's held-out summary and caveat (shown on the page)."""
+    card = card_of(name)
+    body = describe(ServedModel(name=name, folder=MODELS / name, status="ready", card=ModelCard.model_validate(card)))
+    assert body.heldout is not None
+    assert body.heldout.correct == card["heldout"]["correct"]
+    assert body.heldout.total == card["heldout"]["total"]
+    assert body.heldout.ece == card["heldout"]["ece"]
+    assert {k: v.model_dump() for k, v in body.heldout.per_class.items()} == card["heldout"]["per_class"]
+    assert body.caveat == card.get("caveat")
+    bare = {k: v for k, v in card.items() if k not in ("heldout", "caveat")}
+    plain = describe(ServedModel(name=name, folder=MODELS / name, status="ready", card=ModelCard.model_validate(bare)))
+    assert plain.heldout is None and plain.caveat is None
