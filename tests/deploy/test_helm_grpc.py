@@ -14,6 +14,7 @@ from tests.deploy.helm_support import (
     container,
     env_config,
     kube_validate,
+    notes,
     one,
     render,
     render_raw,
@@ -88,3 +89,8 @@ def test_grpc_probes_without_grpc_is_refused() -> None:
 def test_schema_refuses_bad_values(values: dict[str, Any]) -> None:
     with pytest.raises(Exception, match="grpc"):
         render_raw(values)
+
+
+def test_notes_say_where_grpc_is() -> None:
+    assert "port-forward svc/rel-catdog 8001:8001" in notes()
+    assert "8001" not in notes({"grpc": {"enabled": False}})
