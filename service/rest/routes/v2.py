@@ -55,6 +55,7 @@ def _error(request: Request, exc: CatdogError, model: str | None = None) -> JSON
 
 
 @router.get("")
+@router.get("/")  # the protocol's OpenAPI spells it /v2/
 async def server_metadata(request: Request) -> JSONResponse:
     return JSONResponse(_oip(request).server_metadata())
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as triton
+import yaml
 from tritonclient.utils import InferenceServerException
 
 from tests.support.images import BLUE, encode, png_declaring, solid
@@ -25,7 +27,7 @@ from tests.support.oip import (
     red_jpeg,
     write_oip_repository,
 )
-from tests.support.server import ServiceProcess
+from tests.support.server import REPO_ROOT, ServiceProcess
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +73,25 @@ def test_health_answers_json_bodies(svc: ServiceProcess) -> None:
     ready = svc.client.get("/v2/health/ready")
     assert (live.status_code, live.json()) == (200, {"live": True})
     assert (ready.status_code, ready.json()) == (200, {"ready": True})
+
+
+SPEC = Path(os.environ.get("CATDOG_KSERVE_REFERENCE", REPO_ROOT.parent / "shared" / "kserve")) / "rest_predict_v2.yaml"
+
+
+def test_every_path_of_the_protocols_openapi_is_served(svc: ServiceProcess) -> None:
+    """KServe's rest_predict_v2.yaml: each path and method answers 200 here (no redirect, no 404 / 405)."""
+    if not SPEC.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SPEC} is missing (set CATDOG_KSERVE_REFERENCE to the folder holding it)")
+        pytest.skip(f"{SPEC} is not here")
+    paths = yaml.safe_load(SPEC.read_text())["paths"]
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [_b64(red_jpeg())]}]}
+    assert len(paths) >= 6
+    for template, operations in paths.items():
+        path = template.replace("${MODEL_NAME}", "scratch").replace("${MODEL_VERSION}", "0.1.0")
+        for method in set(operations) & {"get", "post"}:
+            response = svc.client.request(method.upper(), path, json=body if method == "post" else None)
+            assert response.status_code == 200, (method, path, response.status_code)
 
 
 def test_server_metadata(svc: ServiceProcess) -> None:
