@@ -23,7 +23,9 @@ The model, per model (so one hot model cannot starve another), all measured, non
   requests and `X` completions per second, each waits about `L / X = target_latency`). It rises when
   requests get faster (or the other model goes quiet) and falls when they get slower;
 - a request is admitted when fewer than `L` are in flight **and** its estimated completion, the work ahead of
-  it plus itself at the measured rate (`(in_flight + 1) / X`), fits in its deadline;
+  it plus itself at the measured rate (`(in_flight + 1) / X`), fits in its deadline. A request still reading
+  its body after `target_latency` stops counting against `L` (it keeps its bytes): a slow or stalled upload,
+  or a few sockets that never finish theirs, cannot hold the model's slots;
 - a global byte budget bounds the bodies of admitted requests in flight (declared Content-Length, or the
   upload limit when unknown); one request alone is always admitted, so no size below the upload limit is
   refused forever;
@@ -129,6 +131,21 @@ class _Gate:
         self.busy_since: float | None = None
         self.depth = dict.fromkeys(Stage, 0)
         self.retry_due: list[float] = []  # heap: when each refused client was told to come back
+        self.readers: dict[Permit, float] = {}  # reading their body, in arrival order -> since when
+        self.slow_readers: set[Permit] = set()  # reading for longer than the target latency
+
+    def charged(self, now: float, patience_s: float) -> int:
+        """In flight, less the requests still reading a body after `patience_s`: a slow (or stalled) upload
+        keeps its memory reservation but stops holding a slot, so a few stalled sockets cannot take them all."""
+        overdue = []
+        for permit, since in self.readers.items():  # in arrival order: stop at the first one still in time
+            if now - since < patience_s:
+                break
+            overdue.append(permit)
+        for permit in overdue:
+            del self.readers[permit]
+            self.slow_readers.add(permit)
+        return self.in_flight - len(self.slow_readers)
 
     def waiting(self, now: float) -> int:
         """Refused clients still waiting out their Retry-After."""
@@ -198,7 +215,7 @@ class Admission:
         limit = self.limit(model)
         self._publish(gate, limit)
         reason: str | None = None
-        if gate.in_flight >= limit:
+        if gate.charged(now, self.target_latency_s) >= limit:
             reason = "limit"
         elif gate.rate is not None and (gate.in_flight + 1) / gate.rate > deadline.expires_at - now:
             reason = "deadline"
@@ -320,9 +337,14 @@ class Permit:
             self.leave(stage)
 
     def enter(self, stage: Stage) -> None:
+        if stage is Stage.READING:
+            self.gate.readers[self] = self.admission.clock()
         self.admission._move(self.gate, None, stage)
 
     def leave(self, stage: Stage) -> None:
+        if stage is Stage.READING:
+            self.gate.readers.pop(self, None)
+            self.gate.slow_readers.discard(self)
         self.admission._move(self.gate, stage, None)
 
     def expired(self, stage: Stage) -> bool:

@@ -248,3 +248,26 @@ async def test_expired_work_is_dropped_before_decoding(tiny_repository: Path) ->
     finally:
         classifier.close()
         await repository.stop()
+
+
+def test_stalled_uploads_stop_holding_slots_after_the_target_latency() -> None:
+    clock = Clock()
+    admission = Admission(target_latency_s=1.0, min_limit=2, max_limit=2, clock=clock)
+    stalled = [admission.admit("m", Deadline(clock.now + 30)) for _ in range(2)]
+    for permit in stalled:
+        permit.enter(Stage.READING)  # bodies that never arrive (or trickle in)
+    clock.now += 0.5
+    with pytest.raises(Overloaded):
+        admission.admit("m", Deadline(clock.now + 30))  # within the target they count
+    clock.now += 0.6
+    served = admission.admit("m", Deadline(clock.now + 30))  # past it they no longer hold the model's slots
+    served.enter(Stage.READING)
+    served.leave(Stage.READING)
+    assert admission.in_flight("m") == 3
+    assert admission.depth("m", Stage.READING) == 2
+    for permit in stalled:  # a slow upload that completes goes on normally, and releases what it held
+        permit.leave(Stage.READING)
+        permit.release()
+    served.release()
+    assert admission.in_flight("m") == 0
+    admission.admit("m", Deadline(clock.now + 30)).release()
