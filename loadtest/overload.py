@@ -23,17 +23,18 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import random
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -193,18 +194,31 @@ async def quiet_clients(url: str, model: str, request: bytes, clients: int, seco
 
 
 class Sampler:
-    """The server's RSS every 50 ms and the probes' latency every 250 ms, in a thread of its own."""
+    """The server's RSS every 50 ms and the probes' latency every 250 ms, in a process of its own: in a thread
+    of this one, each probe would also wait for the GIL behind 600 clients' event loop, and report that."""
 
     def __init__(self, url: str, pid: int) -> None:
         self.url, self.pid = url, pid
         self.rss_mb: list[float] = []
         self.probe_s: dict[str, float] = {}
         self.probe_failures: list[str] = []
-        self._stop = False
+        context = multiprocessing.get_context("fork")
+        self._stop = context.Event()
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(target=self._run, args=(send,), daemon=True)
 
-    def run(self) -> None:
+    def start(self) -> None:
+        self._process.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._receive.poll(15):
+            self.rss_mb, self.probe_s, self.probe_failures = self._receive.recv()
+        self._process.join(5)
+
+    def _run(self, send: Connection) -> None:
         next_probe = 0.0
-        while not self._stop:
+        while not self._stop.is_set():
             with contextlib.suppress(OSError):
                 self.rss_mb.append(process_memory_mb(self.pid)["rss_mb"])
             if time.perf_counter() >= next_probe:
@@ -222,9 +236,7 @@ class Sampler:
                     if ok:
                         self.probe_s[path] = max(self.probe_s.get(path, 0.0), took)
             time.sleep(0.05)
-
-    def stop(self) -> None:
-        self._stop = True
+        send.send((self.rss_mb, self.probe_s, self.probe_failures))
 
 
 @contextlib.contextmanager
@@ -269,8 +281,7 @@ def run_variant(args: argparse.Namespace, variant: str, images: dict[str, list[P
         saturated = asyncio.run(loadgen.closed_loop(url, [r for _, r in requests], 4, args.reference_seconds))
         memory_before = process_memory_mb(proc.pid)
         sampler = Sampler(url, proc.pid)
-        thread = threading.Thread(target=sampler.run, daemon=True)
-        thread.start()
+        sampler.start()
 
         async def both() -> tuple[Outcome, Outcome | None]:
             jobs = [crowd(url, requests, args.clients, args.seconds)]
@@ -282,7 +293,6 @@ def run_variant(args: argparse.Namespace, variant: str, images: dict[str, list[P
 
         outcome, quiet = asyncio.run(both())
         sampler.stop()
-        thread.join(5)
         memory_after = process_memory_mb(proc.pid)
     ok = outcome.latencies(200, hot)
     refused = outcome.latencies(503, hot)
