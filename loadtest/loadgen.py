@@ -42,6 +42,13 @@ class Result:
     errors: int = 0
     elapsed_s: float = 0.0
     cpu_s: float = 0.0
+    completed: int = 0  # answered 200, warm-up included (the span a server-side CPU reading covers)
+    server_cpu_s: float = 0.0  # set by callers that read the server's CPU time around the run
+
+    @property
+    def server_cpu_ms(self) -> float:
+        """The server's CPU ms per answered request (0 when not measured)."""
+        return round(self.server_cpu_s * 1000 / self.completed, 3) if self.completed and self.server_cpu_s else 0.0
 
     @property
     def rps(self) -> float:
@@ -59,6 +66,7 @@ class Result:
             "requests": len(self.latencies_s),
             "errors": self.errors,
             "client_cpu_share": round(self.cpu_s / self.elapsed_s, 3) if self.elapsed_s else 0.0,
+            **({"server_cpu_ms_per_request": self.server_cpu_ms} if self.server_cpu_s else {}),
         }
 
 
@@ -111,6 +119,7 @@ async def closed_loop(
                     conn.close()
                 i += 1
                 done = time.perf_counter()
+                result.completed += status == 200
                 if now >= measure_from:
                     if status == 200:
                         result.latencies_s.append(done - now)
