@@ -23,7 +23,7 @@ from tests.support.server import REPO_ROOT
 
 MODELS = REPO_ROOT / "models"
 SHIPPED = ("pretrained", "scratch")
-OLD_PRETRAINED_ECE = 0.0603
+OLD_PRETRAINED_ECE = 0.0604
 """pretrained 1.0.0 (cat + dog mass sums, min-mass rule) by leave-one-out: `python -m conversion compare-heads`."""
 
 
@@ -79,7 +79,10 @@ def test_pretrained_says_cat_dog_and_other() -> None:
 def test_heldout_figures_add_up(name: str) -> None:
     """Counts and calibration error in the card's `heldout` section follow from its per-photo rows."""
     section = card_of(name)["heldout"]
-    assert summarise(section) == section
+    recomputed = summarise(section)
+    # The card rounds confidences to 4 decimals after computing ECE from the full values.
+    assert recomputed.pop("ece") == pytest.approx(section["ece"], abs=1e-3)
+    assert recomputed == {k: v for k, v in section.items() if k != "ece"}
     truth = {row.path.name: row.label for row in read_manifest(PHOTOS)}
     assert all(truth[f] == row["truth"] for f, row in section["photos"].items())
 
