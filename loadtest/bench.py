@@ -112,9 +112,11 @@ def server(
             proc.kill()
 
 
-def limit(model_dir: Path, model: str, image: Path, cpus: str, threads: int, seconds: float) -> float:
+def limit(
+    model_dir: Path, model: str, image: Path, cpus: str, threads: int, seconds: float, precision: str = "auto"
+) -> float:
     cmd = ["taskset", "-c", cpus, sys.executable, "-m", "loadtest.bench_limit", str(model_dir), model, str(image)]
-    cmd += ["--seconds", str(seconds), "--threads", str(threads)]
+    cmd += ["--seconds", str(seconds), "--threads", str(threads), "--precision", precision]
     out = subprocess.run(cmd, cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout
     return float(json.loads(out.strip().splitlines()[-1])["images_per_s"])
 
@@ -178,6 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "CATDOG_INTRA_OP_THREADS": str(args.threads or n_server),
         "CATDOG_BATCH_MAX_SIZE": str(args.batch_max_size),
         "CATDOG_BATCH_MAX_WAIT_MS": str(args.batch_max_wait_ms),
+        "CATDOG_PRECISION": args.precision,
     }
     results: dict[str, Any] = {
         "machine": _machine(),
@@ -212,7 +215,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 base_runs: list[loadgen.Result] = []
                 for _ in range(args.repeat):
                     threads = args.threads or n_server
-                    limits.append(limit(model_dir, model, paths[0], args.server_cpus, threads, args.seconds))
+                    limits.append(
+                        limit(model_dir, model, paths[0], args.server_cpus, threads, args.seconds, args.precision)
+                    )
                     before = scrape(url)
                     sat = saturate(url, proc.pid, reqs, args.concurrency, args.seconds)
                     sats.append((sat, breakdown(before, scrape(url)).get(model, {})))
@@ -373,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per server CPU)")
     parser.add_argument("--batch-max-size", type=int, default=1)
     parser.add_argument("--batch-max-wait-ms", type=float, default=0.0)
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"), help="CATDOG_PRECISION")
     parser.add_argument(
         "--baseline-rev",
         default=None,

@@ -2,7 +2,8 @@
 loop, no HTTP and no event loop. The benchmark runs it under `taskset` on the server's core(s), so
 catdog-over-HTTP divided by this is the share of the core the serving layer leaves to the model.
 
-python -m loadtest.bench_limit MODEL_DIR MODEL IMAGE [--seconds S] [--threads N] [--batch B]  -> JSON line
+python -m loadtest.bench_limit MODEL_DIR MODEL IMAGE [--seconds S] [--threads N] [--batch B] [--precision P]
+  -> JSON line
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -19,10 +21,19 @@ from service.dataplane.imaging import ImageLimits, load_tensor
 from service.dataplane.runtime import CPU, OnnxModel
 
 
-def measure(model_dir: Path, model: str, image: Path, seconds: float, threads: int, batch: int) -> dict[str, float]:
+def measure(
+    model_dir: Path,
+    model: str,
+    image: Path,
+    seconds: float,
+    threads: int,
+    batch: int,
+    precision: Literal["auto", "fp32", "int8"] = "auto",
+) -> dict[str, float]:
     card = ModelCard.load(model_dir / model / "model.json")
+    _, file, _ = card.resolve(precision)  # as CATDOG_PRECISION picks it
     runtime = OnnxModel(
-        model_dir / model / card.onnx.file,
+        model_dir / model / file,
         input_name=card.input.name,
         output_name=card.output.name,
         providers=[CPU],
@@ -58,8 +69,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"))
     args = parser.parse_args()
-    print(json.dumps(measure(args.model_dir, args.model, args.image, args.seconds, args.threads, args.batch)))
+    result = measure(args.model_dir, args.model, args.image, args.seconds, args.threads, args.batch, args.precision)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
