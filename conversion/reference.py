@@ -27,6 +27,7 @@ from conversion.train import TrainConfig, train
 log = logging.getLogger(__name__)
 
 LABELS = ("cat", "dog", "other")
+FALLBACK = "other"
 
 PRETRAINED_VARIANT = 0
 """EfficientNet-Lite0: Lite1/Lite2 answered the held-out photos no better at 1.5x/2.6x the time (docs/models.md)."""
@@ -168,10 +169,12 @@ def build_scratch(
         f"{len(heldout)}, which it never saw",
     )
     per_class = ", ".join(f"{k} {v['correct']}/{v['total']}" for k, v in card["heldout"]["per_class"].items())
+    pets = [r for r in card["heldout"]["photos"].values() if r["truth"] != FALLBACK]
     card["caveat"] = (
-        f"Weak: trained from random initialisation on {len(selection)} photos. On {len(heldout)} photos it never "
-        f"saw it answers {card['heldout']['correct']}/{len(heldout)} right ({per_class}). Use pretrained, or "
-        "retrain on a real data set (docs/models.md)."
+        f"Weak: trained from random initialisation on {len(selection)} photos. Of the {len(pets)} cats and dogs "
+        f"among the {len(heldout)} photos it never saw, it gets {sum(r['answer'] == r['truth'] for r in pets)} "
+        f"right ({per_class}: {card['heldout']['correct']}/{len(heldout)} overall, mostly other animals). Use "
+        "pretrained, or retrain on a real data set (docs/models.md)."
     )
     write_card(models_dir / "scratch", card)
     return card
