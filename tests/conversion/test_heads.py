@@ -84,3 +84,17 @@ def test_report_round_trips_and_split_keeps_classes_apart() -> None:
     for label in ("cat", "dog", "other"):
         assert any(p.label == label for p in heldout), label
         assert any(p.label == label for p in selection), label
+
+
+def test_grouped_heads_of_the_comparison() -> None:
+    """gate 1 is 1.0.0's plain cat / dog sums; gate 0 renormalises over animals, so objects stop diluting a pet."""
+    from conversion.compare import grouped
+
+    logits = np.full(1000, -30.0)
+    logits[281] = np.log(0.6)  # tabby cat
+    logits[999] = np.log(0.4)  # an object in the scene
+    plain = grouped(logits[None])[0]
+    assert plain == pytest.approx([0.6, 0.0, 0.4], abs=1e-6)
+    renormalised = grouped(logits[None], gate=0.0)[0]
+    assert renormalised == pytest.approx([1.0, 0.0, 0.0], abs=1e-6)
+    assert grouped(logits[None], temperature=2.0)[0][0] < 0.6  # a higher temperature flattens
