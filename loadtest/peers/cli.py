@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-cpus", default="1", help="taskset list for every server and the limit loop")
     parser.add_argument("--client-cpus", default="0", help="taskset list for this process (the load generator)")
     parser.add_argument("--model", default="pretrained")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"), help="CATDOG_PRECISION")
     parser.add_argument("--model-dir", type=Path, default=bench.REPO_ROOT / "models")
     parser.add_argument("--images", type=Path, default=Path(tempfile.gettempdir()) / "catdog-bench-images")
     parser.add_argument("--out", type=Path, default=bench.REPO_ROOT / "artifacts" / "bench-peers")
@@ -91,6 +92,7 @@ def launch(
             "CATDOG_MODEL_DIR": str(models),
             "CATDOG_BATCH_MAX_SIZE": str(args.batch_size if contender.batched else 1),
             "CATDOG_BATCH_MAX_WAIT_MS": str(args.batch_wait_ms if contender.batched else 0),
+            "CATDOG_PRECISION": args.precision,
             "CATDOG_GRPC_PORT": str(bench._free_port()),  # its gRPC listener, like the peers', on a free port
         }
         return [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)], env
@@ -104,7 +106,7 @@ def launch(
     if peer.needs_libpython:
         env["LD_LIBRARY_PATH"] = str(venvs.base_lib_dir(python.parent.parent))
     command = [str(python), "-m", peer.module, "--model-dir", str(args.model_dir.resolve()), "--model", args.model]
-    command += ["--port", str(port), "--workdir", str(scratch / "work")]
+    command += ["--port", str(port), "--workdir", str(scratch / "work"), "--precision", args.precision]
     command += ["--max-batch", str(args.batch_size if contender.batched else 1), "--batch-wait-ms"]
     command += [str(args.batch_wait_ms)]
     if peer.extra_ports:
@@ -240,7 +242,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"round {round_index + 1} of {args.repeat}", file=sys.stderr, flush=True)
         if not args.no_limit:
             for size, paths in images.items():
-                ips = bench.limit(args.model_dir.resolve(), args.model, paths[0], args.server_cpus, 0, args.seconds)
+                model_dir = args.model_dir.resolve()
+                ips = bench.limit(model_dir, args.model, paths[0], args.server_cpus, 0, args.seconds, args.precision)
                 results["limit"][size].append(round(ips, 2))
                 print(f"  limit {size}: {ips:.1f} img/s", file=sys.stderr, flush=True)
         for contender in chosen:

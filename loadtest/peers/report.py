@@ -53,7 +53,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['machine']}; server on CPU {s['server_cpus']}, load generator on CPU {s['client_cpus']}; "
         f"{s['seconds']:g} s per measurement, best of {s['repeat']} alternating rounds; saturation = closed loop, "
         f"{s['concurrency']} connections; batching on = at most {s['batch_size']} images, "
-        f"{s['batch_wait_ms']:g} ms wait where the framework takes one. Model `{s['model']}`.",
+        f"{s['batch_wait_ms']:g} ms wait where the framework takes one. Model `{s['model']}`, precision "
+        f"{s.get('precision', 'auto')}.",
     ]
     code = results.get("code")
     if code:

@@ -38,6 +38,7 @@ def test_defaults_measure_every_peer_both_sizes_with_and_without_batching() -> N
     assert args.sizes == ["small", "large"]
     assert args.batching == ["off", "on"]
     assert (args.concurrency, args.repeat, args.server_cpus, args.client_cpus) == (8, 3, "1", "0")
+    assert args.precision == "auto"
 
 
 def test_smoke_is_one_peer_one_size_one_short_round() -> None:

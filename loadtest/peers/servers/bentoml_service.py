@@ -33,7 +33,7 @@ def _answer(labels: list[str], row: Any) -> dict[str, Any]:
 @bentoml.service(workers=1)
 class CatdogService:
     def __init__(self) -> None:
-        self.classifier = Classifier(Path(ARGS.model_dir), ARGS.model)
+        self.classifier = Classifier(Path(ARGS.model_dir), ARGS.model, ARGS.precision)
 
     if BATCH > 1:
 
@@ -57,7 +57,12 @@ def main() -> None:
         "loadtest.peers.servers.bentoml_service:CatdogService",
     ]
     command += ["--host", "127.0.0.1", "--port", str(args.port)]
-    for key, value in {"model_dir": args.model_dir, "model": args.model, "max_batch": args.max_batch}.items():
+    for key, value in {
+        "model_dir": args.model_dir,
+        "model": args.model,
+        "max_batch": args.max_batch,
+        "precision": args.precision,
+    }.items():
         command += ["--arg", f"{key}={value}"]
     os.execv(command[0], command)  # noqa: S606 (replace this process: the harness tracks one tree)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -25,13 +26,11 @@ LIMITS = ImageLimits(max_bytes=10 * MIB, max_pixels=40_000_000)
 class Classifier:
     """JPEG bytes in, probabilities out: catdog's per-image work, one image or a batch per ONNX Runtime run."""
 
-    def __init__(self, model_dir: Path, model: str) -> None:
+    def __init__(self, model_dir: Path, model: str, precision: Literal["auto", "fp32", "int8"] = "auto") -> None:
         self.card = ModelCard.load(model_dir / model / "model.json")
         self.labels = list(self.card.labels)
-        # The file `catdog serve` picks by default (CATDOG_PRECISION=auto): the card's default precision where
-        # the card names variants (an INT8 file), else its one ONNX file.
-        resolve = getattr(self.card, "resolve", None)
-        self.onnx_file: str = resolve("auto")[1] if resolve is not None else self.card.onnx.file
+        # The file `catdog serve` picks for the same CATDOG_PRECISION (auto: the card's default precision).
+        self.onnx_file = self.card.resolve(precision)[1]
         self.runtime = OnnxModel(
             model_dir / model / self.onnx_file,
             input_name=self.card.input.name,
@@ -68,5 +67,6 @@ def arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--ports", type=int, nargs="*", default=[], help="extra free ports (gRPC, metrics)")
     parser.add_argument("--max-batch", type=int, default=1, help="1: the framework's batching off")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0)
+    parser.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto", help="as CATDOG_PRECISION")
     parser.add_argument("--workdir", type=Path, help="a scratch folder the framework may write to")
     return parser.parse_args()

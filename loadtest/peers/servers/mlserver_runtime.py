@@ -28,7 +28,7 @@ from loadtest.peers.servers.common import Classifier, arguments
 class CatdogRuntime(MLModel):
     async def load(self) -> bool:
         extra: dict[str, Any] = self.settings.parameters.extra
-        self.classifier = Classifier(Path(extra["model_dir"]), extra["model"])
+        self.classifier = Classifier(Path(extra["model_dir"]), extra["model"], extra["precision"])
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
@@ -47,7 +47,9 @@ def main() -> None:
     model: dict[str, Any] = {
         "name": args.model,
         "implementation": "loadtest.peers.servers.mlserver_runtime.CatdogRuntime",
-        "parameters": {"extra": {"model_dir": str(args.model_dir.resolve()), "model": args.model}},
+        "parameters": {
+            "extra": {"model_dir": str(args.model_dir.resolve()), "model": args.model, "precision": args.precision}
+        },
     }
     if args.max_batch > 1:
         model |= {"max_batch_size": args.max_batch, "max_batch_time": args.batch_wait_ms / 1000}
