@@ -326,7 +326,7 @@ def _resample(
     spec: Preprocessing,
     size: InputSpec,
 ) -> np.ndarray:
-    """The model-sized, upright uint8 [H, W, 3 or 4] pixels of `box` (stored full-resolution coordinates) of
+    """The model-sized, upright uint8 [H, W, 3] pixels of `box` (stored full-resolution coordinates) of
     `image`, which is the stored image decoded at `scale`. Only the window is resampled (`box`), in the stored
     orientation; the small result is then turned upright."""
     transposed = orientation in (5, 6, 7, 8)
@@ -383,10 +383,10 @@ def load_tensor(
             if fmt != "JPEG":  # PNG eXIf and TIFF tags are only read with the pixels
                 orientation = _orientation(source)
             stored = to_rgb(source)
-        box = _stored_box(_upright_box(width, height, orientation, spec, size), orientation, width, height)
-        scale = 1.0 if stored.size == (width, height) else _scale_of(width, height, stored.width, stored.height)
-        pixels = _resample(stored, box, scale, orientation, spec, size)
-    tensor = normalise(pixels, spec)
+    # The pixels are decoded: what follows is the service's own work (a failure here is not the client's).
+    box = _stored_box(_upright_box(width, height, orientation, spec, size), orientation, width, height)
+    scale = 1.0 if stored.size == (width, height) else _scale_of(width, height, stored.width, stored.height)
+    tensor = normalise(_resample(stored, box, scale, orientation, spec, size), spec)
     return tensor, DecodedImage(image=stored, format=fmt, width=width, height=height, num_bytes=len(data))
 
 
