@@ -62,6 +62,13 @@ class ReadinessHealth(health_aio.HealthServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
         return health_pb2.HealthCheckResponse(status=self.status())
 
+    async def Watch(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """A stream starts from readiness as it is now, as Check does, not from the poller's last look (which may
+        be up to a poll behind, more on a busy core); the poller then feeds the changes."""
+        if request.service in ("", SERVICE_NAME):
+            await self.set(request.service, self.status())
+        await super().Watch(request, context)
+
     async def poll(self) -> None:
         last = None
         while True:
