@@ -1,7 +1,8 @@
 """`python -m loadtest run --profile steady --host http://...`: a Locust profile against any catdog, then one
 report joining Locust's client-side figures with the server-side breakdown scraped from /metrics.
 `python -m loadtest bench`: the benchmark harness (see loadtest/bench.py).
-`python -m loadtest answers`: the fast preprocessing's answer budget, every model x photo (loadtest/answers.py)."""
+`python -m loadtest answers`: the fast preprocessing's answer budget, every model x photo (loadtest/answers.py).
+`python -m loadtest overhead`: the serving path's CPU ms per request with a near-free model (loadtest/overhead.py)."""
 
 from __future__ import annotations
 
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("profiles", help="list the profiles")
     sub.add_parser("bench", help="the benchmark harness; pass its options after --", add_help=False)
     sub.add_parser("answers", help="the preprocessing's answer budget and step times; options after --", add_help=False)
+    sub.add_parser("overhead", help="the serving path's CPU per request; options after --", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "profiles":
         for name in PROFILES:
@@ -143,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         from loadtest.answers import main as answers_main
 
         return answers_main([a for a in rest if a != "--"])
+    if args.command == "overhead":
+        from loadtest.overhead import main as overhead_main
+
+        return overhead_main([a for a in rest if a != "--"])
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return run_profile(args)

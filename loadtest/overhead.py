@@ -1,0 +1,135 @@
+"""What the serving path costs per request (`python -m loadtest overhead`), the near-free-model measurement.
+
+`catdog serve` runs on one core (CPU 1) with tiny test models (tests/support/onnx_models.py: 32 px input,
+inference about 0.05 ms) under saturating closed-loop load from the other core, posting one JPEG (default: the
+bench's 640 x 480 photo). The server's CPU time per answered request (user + system, all threads, from /proc)
+minus the CPU time per image of the same decode + preprocess + ONNX Runtime run in process, on the same core,
+is the serving path: HTTP, routing, multipart, thread hand-offs, metrics, logs, response. CPU time, not wall
+time, so that other work on a shared machine does not count.
+
+With --baseline-rev REV the same is measured for `catdog serve` of that git revision (a git worktree, the same
+venv), alternating with this tree's, --repeat times each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from loadtest import loadgen
+from loadtest.bench import REPO_ROOT, make_images, process_cpu_s, server, worktree
+
+# The in-process side, for this tree's layout and for the flat one of revisions before service/dataplane/.
+_LIMIT = r"""
+import sys, time
+from pathlib import Path
+if Path("service/dataplane").is_dir():
+    from service.dataplane.card import ModelCard
+    from service.dataplane.imaging import ImageLimits, load_tensor
+    from service.dataplane.runtime import CPU, OnnxModel
+else:
+    from service.card import ModelCard
+    from service.imaging import ImageLimits, load_tensor
+    from service.runtime import CPU, OnnxModel
+folder, model, image, seconds = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
+card = ModelCard.load(folder / model / "model.json")
+runtime = OnnxModel(folder / model / card.onnx.file, input_name=card.input.name, output_name=card.output.name,
+                    providers=[CPU], intra_op_threads=1)
+data, limits = image.read_bytes(), ImageLimits(64 << 20, 100_000_000)
+def one():
+    runtime.run(load_tensor(data, card.preprocessing, card.input, limits)[0][None])
+for _ in range(20):
+    one()
+n, cpu0, wall0 = 0, time.process_time(), time.perf_counter()
+while time.perf_counter() - wall0 < seconds:
+    one()
+    n += 1
+print((time.process_time() - cpu0) / n * 1000)
+"""
+
+
+def limit_cpu_ms(cwd: Path, models: Path, model: str, image: Path, cpu: str, seconds: float) -> float:
+    cmd = ["taskset", "-c", cpu, sys.executable, "-c", _LIMIT, str(models), model, str(image), str(seconds)]
+    out = subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def measure(cwd: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]:
+    env = {
+        "CATDOG_MODEL_DIR": str(models),
+        "CATDOG_LOG_LEVEL": "info",  # the access line is part of the serving path
+        "CATDOG_INTRA_OP_THREADS": "1",
+        "CATDOG_GRPC_PORT": str(_free_port()),
+    }
+    cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
+    limit = limit_cpu_ms(cwd, models, args.model, args.image, args.server_cpu, args.seconds / 2)
+    with server(cmd, env, args.server_cpu, cwd=cwd) as (url, proc, _):
+        reqs = [loadgen.multipart_request(url, f"/predict/{args.model}", args.image.read_bytes(), args.image.name)]
+        asyncio.run(loadgen.closed_loop(url, reqs, args.concurrency, 1.0, warmup_s=0.5))
+        cpu0 = process_cpu_s(proc.pid)
+        run = asyncio.run(loadgen.closed_loop(url, reqs, args.concurrency, args.seconds, warmup_s=0.0))
+        per_request = (process_cpu_s(proc.pid) - cpu0) * 1000 / max(run.completed, 1)
+    return {
+        "rps": round(run.rps, 1),
+        "errors": run.errors,
+        "server_cpu_ms_per_request": round(per_request, 3),
+        "in_process_cpu_ms_per_image": round(limit, 3),
+        "serving_path_cpu_ms": round(per_request - limit, 3),
+    }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image", type=Path, default=None, help="default: the bench's 640 x 480 JPEG")
+    parser.add_argument("--model", default="pretrained", help="a model of the tiny test repository")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--server-cpu", default="1")
+    parser.add_argument("--client-cpus", default="0")
+    parser.add_argument("--baseline-rev", default=None, help="also measure this git revision, alternately")
+    args = parser.parse_args(argv)
+    args.image = args.image or make_images(Path(tempfile.gettempdir()) / "catdog-bench-images")["small"][0]
+    os.sched_setaffinity(0, [int(c) for c in args.client_cpus.split(",")])
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        uvloop.install()
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.support.onnx_models import write_test_repository
+
+    results: dict[str, list[dict[str, Any]]] = {}
+    with contextlib.ExitStack() as stack:
+        models = write_test_repository(Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        trees = {"now": REPO_ROOT}
+        if args.baseline_rev:
+            trees[args.baseline_rev] = stack.enter_context(worktree(args.baseline_rev))
+        for _ in range(args.repeat):
+            for name, cwd in trees.items():
+                row = measure(cwd, models, args)
+                results.setdefault(name, []).append(row)
+                print(name, json.dumps(row), flush=True)
+    for name, rows in results.items():
+        spans = {k: (min(r[k] for r in rows), max(r[k] for r in rows)) for k in rows[0] if k != "errors"}
+        print(f"{name}: " + ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in spans.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
