@@ -10,8 +10,11 @@ The files themselves stay outside the project (their README asks that they not b
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +49,22 @@ _SCALARS: dict[str, tuple[type, ...]] = {
 }
 
 
-def sdk_problems(doc: Any, type_name: str = "V1beta1InferenceService", where: str = "") -> list[str]:
-    """Unknown fields and wrong scalar types in `doc` against the SDK model `type_name` (empty: none found)."""
+def sdk_problems(doc: Any) -> list[str]:
+    """Unknown fields and wrong scalar types in an InferenceService against KServe's SDK models (empty: none found).
+    In a subprocess: the SDK registers `inference.*` protobuf names that clash with tritonclient's in one process."""
+    code = (
+        "import json, sys\n"
+        "from tests.support.kserve_reference import walk\n"
+        "print(json.dumps(walk(json.load(sys.stdin), 'V1beta1InferenceService', '')))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], input=json.dumps(doc), capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    problems: list[str] = json.loads(run.stdout)
+    return problems
+
+
+def walk(doc: Any, type_name: str, where: str) -> list[str]:
     import kserve
     import kubernetes.client
 
@@ -58,12 +75,12 @@ def sdk_problems(doc: Any, type_name: str = "V1beta1InferenceService", where: st
     if match := re.fullmatch(r"[Ll]ist\[(.+)\]", type_name):
         if not isinstance(doc, list):
             return [f"{where}: expected a list"]
-        return [p for i, item in enumerate(doc) for p in sdk_problems(item, match.group(1), f"{where}[{i}]")]
+        return [p for i, item in enumerate(doc) for p in walk(item, match.group(1), f"{where}[{i}]")]
     if match := re.fullmatch(r"dict\(str, (.+)\)|Dict\[str, (.+)\]", type_name):
         if not isinstance(doc, dict):
             return [f"{where}: expected a mapping"]
         inner = match.group(1) or match.group(2)
-        return [p for key, value in doc.items() for p in sdk_problems(value, inner, f"{where}.{key}")]
+        return [p for key, value in doc.items() for p in walk(value, inner, f"{where}.{key}")]
     model = getattr(kserve, type_name, None) or getattr(kubernetes.client, type_name, None)
     if model is None:
         return [f"{where}: the SDK has no model {type_name}"]
@@ -75,5 +92,5 @@ def sdk_problems(doc: Any, type_name: str = "V1beta1InferenceService", where: st
         if key not in attribute:
             problems.append(f"{where}.{key}")
         elif value is not None:
-            problems += sdk_problems(value, model.openapi_types[attribute[key]], f"{where}.{key}")
+            problems += walk(value, model.openapi_types[attribute[key]], f"{where}.{key}")
     return problems
