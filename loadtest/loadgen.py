@@ -11,7 +11,9 @@ import asyncio
 import resource
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -118,18 +120,28 @@ async def closed_loop(
                     status = 0
                     conn.close()
                 i += 1
-                done = time.perf_counter()
                 result.completed += status == 200
-                if now >= measure_from:
-                    if status == 200:
-                        result.latencies_s.append(done - now)
-                    else:
-                        result.errors += 1
+                record(result, now, measure_from, ok=status == 200)
         finally:
             conn.close()
 
-    cpu0 = _cpu()
-    tasks = [asyncio.create_task(user(i)) for i in range(concurrency)]
+    return await run_users([user(i) for i in range(concurrency)], warmup_s, result)
+
+
+def record(result: Result, started: float, measure_from: float, *, ok: bool) -> None:
+    """One answer of a closed loop, begun at `started`: its latency if it was OK, else an error; answers begun in
+    the warm-up (before `measure_from`) are not counted."""
+    if started >= measure_from:
+        if ok:
+            result.latencies_s.append(time.perf_counter() - started)
+        else:
+            result.errors += 1
+
+
+async def run_users(users: list[Coroutine[Any, Any, None]], warmup_s: float, result: Result) -> Result:
+    """Run a closed loop's users; wall and this process's CPU time are counted from the end of the warm-up until
+    the last user stops."""
+    tasks = [asyncio.create_task(u) for u in users]
     await asyncio.sleep(warmup_s)
     cpu0, t0 = _cpu(), time.perf_counter()
     await asyncio.gather(*tasks)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import grpc
 
-from loadtest.loadgen import Result, _cpu
+from loadtest.loadgen import Result, record, run_users
 from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
 
@@ -71,19 +71,9 @@ async def grpc_closed_loop(
                 except grpc.aio.AioRpcError:
                     ok = False
                 i += 1
-                if now >= measure_from:
-                    if ok:
-                        result.latencies_s.append(time.perf_counter() - now)
-                    else:
-                        result.errors += 1
+                record(result, now, measure_from, ok=ok)
 
-        tasks = [asyncio.create_task(user(i)) for i in range(concurrency)]
-        await asyncio.sleep(warmup_s)
-        cpu0, t0 = _cpu(), time.perf_counter()
-        await asyncio.gather(*tasks)
-        result.elapsed_s = time.perf_counter() - t0
-        result.cpu_s = _cpu() - cpu0
-    return result
+        return await run_users([user(i) for i in range(concurrency)], warmup_s, result)
 
 
 def grpc_saturation(target: str, model: str, images: list[Path], concurrency: int, seconds: float) -> dict[str, float]:
