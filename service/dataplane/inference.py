@@ -6,17 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from service.dataplane.admission import Admission, Permit, Stage, lower_thread_priority
+from service.dataplane.admission import Admission, Deadline, Permit, Stage, lower_thread_priority
 from service.dataplane.imaging import DecodedImage, ImageLimits, load_tensor
 from service.dataplane.postprocess import Answer, decide
 from service.dataplane.repository import ServedModel
 from service.dataplane.runtime import usable_cpus
-from service.errors import InferenceFailed, MalformedRequest
+from service.errors import DeadlineExceeded, InferenceFailed, MalformedRequest
 from service.observability import ServiceMetrics
 from service.settings import Settings
 
@@ -133,3 +134,36 @@ class Classifier:
         self.metrics.image_bytes.labels(model.name).observe(image.num_bytes)
         self.metrics.image_pixels.labels(model.name).observe(image.width * image.height)
         return tensor, image
+
+
+@contextlib.asynccontextmanager
+async def inference_span(
+    classifier: Classifier,
+    settings: Settings,
+    model: str,
+    protocol: str,
+    *,
+    permit: Permit | None = None,
+    timeout_s: float | None = None,
+    body_bytes: int | None = None,
+) -> AsyncIterator[Permit]:
+    """One inference request's span, its body's reading included, the same for every protocol: admission (unless
+    the adapter's door already admitted it and passes its permit), the in-flight gauge, the request duration by
+    protocol, and the deadline (request_timeout_s, shortened by the client's: X-Request-Timeout, a gRPC deadline)."""
+    cap = settings.request_timeout_s
+    if permit is None:
+        size = settings.max_upload_bytes if body_bytes is None else body_bytes
+        permit = classifier.admission.admit(model, Deadline.within(timeout_s, cap=cap), body_bytes=size)
+    in_flight = classifier.metrics.in_flight.labels(model)
+    in_flight.inc()
+    started = time.perf_counter()
+    try:
+        with permit:
+            async with asyncio.timeout(permit.deadline.remaining()):
+                yield permit
+    except TimeoutError:
+        budget = cap if timeout_s is None else min(timeout_s, cap)
+        raise DeadlineExceeded(f"no answer within {budget:g} s") from None
+    finally:
+        in_flight.dec()
+        classifier.metrics.request_seconds.labels(model, protocol).observe(time.perf_counter() - started)

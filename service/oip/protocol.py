@@ -12,19 +12,17 @@ clients that preprocess themselves. It answers `probabilities`, FP32 [-1, labels
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from service.dataplane.admission import Deadline, Permit
-from service.dataplane.inference import Classifier, Upload
+from service.dataplane.admission import Permit
+from service.dataplane.inference import Classifier, Upload, inference_span
 from service.dataplane.postprocess import Answer
 from service.dataplane.repository import ModelRepository, ServedModel
-from service.errors import DeadlineExceeded, Draining, EmptyInput, MalformedRequest, ModelNotFound, TooManyFiles
+from service.errors import Draining, EmptyInput, MalformedRequest, ModelNotFound, TooManyFiles
 from service.lifecycle import Lifecycle
 from service.observability import ServiceMetrics
 from service.oip.tensors import BYTES, FP32, InferRequest, InferResponse, OutputTensor
@@ -112,8 +110,7 @@ class OpenInference:
         self._known(name, version)
         return model
 
-    @contextlib.asynccontextmanager
-    async def request(
+    def request(
         self,
         model: ServedModel,
         protocol: str,
@@ -121,28 +118,17 @@ class OpenInference:
         permit: Permit | None = None,
         timeout_s: float | None = None,
         body_bytes: int | None = None,
-    ) -> AsyncIterator[Permit]:
-        """One inference request's span, its body's reading included: admission (unless the adapter's door
-        already admitted it and passes its permit), the in-flight gauge, the request duration by protocol, and
-        the deadline (request_timeout_s, shortened by the client's: X-Request-Timeout, a gRPC deadline)."""
-        if permit is None:
-            deadline = Deadline.within(timeout_s, cap=self.settings.request_timeout_s)
-            size = self.settings.max_upload_bytes if body_bytes is None else body_bytes
-            permit = self.classifier.admission.admit(model.name, deadline, body_bytes=size)
-        budget_cap = self.settings.request_timeout_s
-        in_flight = self.metrics.in_flight.labels(model.name)
-        in_flight.inc()
-        started = time.perf_counter()
-        try:
-            with permit:
-                async with asyncio.timeout(permit.deadline.remaining()):
-                    yield permit
-        except TimeoutError:
-            budget = self.settings.request_timeout_s if timeout_s is None else min(timeout_s, budget_cap)
-            raise DeadlineExceeded(f"no answer within {budget:g} s") from None
-        finally:
-            in_flight.dec()
-            self.metrics.request_seconds.labels(model.name, protocol).observe(time.perf_counter() - started)
+    ) -> contextlib.AbstractAsyncContextManager[Permit]:
+        """One inference request's span (service/dataplane/inference.py, the same as /predict's)."""
+        return inference_span(
+            self.classifier,
+            self.settings,
+            model.name,
+            protocol,
+            permit=permit,
+            timeout_s=timeout_s,
+            body_bytes=body_bytes,
+        )
 
     async def infer(
         self, model: ServedModel, request: InferRequest, permit: Permit | None = None, note: Note = _no_note

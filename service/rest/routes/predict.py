@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from service.dataplane.admission import Deadline, Stage, parse_timeout
-from service.dataplane.inference import Prediction
-from service.errors import DeadlineExceeded, Draining
+from service.dataplane.admission import Stage, parse_timeout
+from service.dataplane.inference import Prediction, inference_span
+from service.errors import Draining
 from service.rest.admission import permit_of
 from service.rest.dependencies import PredictDep
 from service.rest.middleware import note, request_id_of
@@ -20,6 +18,7 @@ from service.rest.uploads import read_uploads
 router = APIRouter(tags=["predict"])
 
 SEED_MODELS = ("pretrained", "scratch")
+PROTOCOL = "catdog"  # the `protocol` label of catdog_request_duration_seconds for these routes
 
 IMAGE_REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
@@ -55,37 +54,31 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def predict(name: str, request: Request, context: PredictDep) -> Response:
     """The answer is serialised here, once, by pydantic-core: FastAPI would otherwise validate the returned model
     against the Union response_model again (about a tenth of the event loop's time per request)."""
-    settings, metrics = context.settings, context.metrics
+    settings = context.settings
     if context.lifecycle.draining:
         raise Draining("the service is shutting down; retry on another replica")
     model = context.repository.get(name)
     assert model.card is not None
     note(request, model=name)
-    # Admitted before the body is read, by the door (service/rest/admission.py) or, without it, here.
+    # Admitted before the body is read, by the door (service/rest/admission.py) or, without it, by the span.
     timeout = parse_timeout(request.headers.get("x-request-timeout"))
-    permit = permit_of(request.scope)
-    if permit is None:
-        declared = request.headers.get("content-length", "")
-        body_bytes = min(int(declared), settings.max_upload_bytes) if declared.isdigit() else settings.max_upload_bytes
-        deadline = Deadline.within(timeout, cap=settings.request_timeout_s)
-        permit = context.classifier.admission.admit(name, deadline, body_bytes=body_bytes)
-    in_flight = metrics.in_flight.labels(name)
-    in_flight.inc()
-    started = time.perf_counter()
-    try:
-        with permit:
-            async with asyncio.timeout(permit.deadline.remaining()):
-                with permit.track(Stage.READING):
-                    uploads = await read_uploads(
-                        request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files_per_request
-                    )
-                predictions = await context.classifier.classify(model, uploads, permit)
-    except TimeoutError:
-        budget = min(timeout or settings.request_timeout_s, settings.request_timeout_s)
-        raise DeadlineExceeded(f"no answer within {budget:g} s") from None
-    finally:
-        in_flight.dec()
-        metrics.request_seconds.labels(name, "catdog").observe(time.perf_counter() - started)
+    declared = request.headers.get("content-length", "")
+    body_bytes = min(int(declared), settings.max_upload_bytes) if declared.isdigit() else None
+    span = inference_span(
+        context.classifier,
+        settings,
+        name,
+        PROTOCOL,
+        permit=permit_of(request.scope),
+        timeout_s=timeout,
+        body_bytes=body_bytes,
+    )
+    async with span as permit:
+        with permit.track(Stage.READING):
+            uploads = await read_uploads(
+                request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files_per_request
+            )
+        predictions = await context.classifier.classify(model, uploads, permit)
     _note_predictions(request, predictions)
     bodies = [_body(p) for p in predictions]
     request_id = request_id_of(request)
