@@ -64,12 +64,12 @@ def test_json_access_log_lines(service: ServiceProcess) -> None:
         files={"file": ("x.png", encode(solid(RED, (70, 50)), "PNG"))},
         headers={"X-Request-ID": "log-check-1"},
     )
+    access = service.wait_for_log(lambda r: r.get("request_id") == "log-check-1" and r.get("event") == "request")
     output = service.output()
     complete = output if output.endswith("\n") else output.rsplit("\n", 1)[0]  # the last line may be mid-write
     lines = [line for line in complete.splitlines() if line.strip()]
     records = service.logs()[: len(lines)]
     assert len(records) == len(lines), "every stdout line is one JSON object"
-    access = [r for r in records if r.get("request_id") == "log-check-1" and r.get("event") == "request"]
     assert len(access) == 1
     line = access[0]
     assert line["method"] == "POST"

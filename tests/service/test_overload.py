@@ -130,8 +130,7 @@ def test_a_model_that_raises_gives_500_and_the_service_keeps_serving(faulty_serv
     assert "onnxruntime" not in response.text.lower() and "/" not in error["message"]
     request_id = response.headers["x-request-id"]
     assert error["request_id"] == request_id
-    time.sleep(0.2)
-    logged = [r for r in faulty_service.logs() if r.get("request_id") == request_id]
+    logged = faulty_service.wait_for_log(lambda r: r.get("request_id") == request_id, count=2)
     assert any(r.get("event") == "request_failed" and r.get("code") == "inference_failed" for r in logged), logged
     assert any(r.get("event") == "request" and r.get("status") == 500 for r in logged), logged
     assert _post(faulty_service.client).status_code == 200

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,21 @@ class ServiceProcess:
             if isinstance(record, dict):
                 records.append(record)
         return records
+
+    def wait_for_log(
+        self, match: Callable[[dict[str, Any]], bool], *, count: int = 1, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """The log records that `match`, once there are `count` of them.
+
+        The access line is written after the response has gone out, so a client can hold its answer before the
+        line for it is in the file: poll instead of reading once.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.logs() if match(r)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.proc is not None

@@ -236,7 +236,7 @@ def test_metrics_and_access_log(svc: ServiceProcess, client: triton.InferenceSer
     client.infer("pretrained", [_image_input([red_jpeg()])], request_id="grpc-log", headers={"x-request-id": "g-trace"})
     metrics = svc.client.get("/metrics").text
     assert 'catdog_request_duration_seconds_count{model="pretrained",protocol="oip_grpc"}' in metrics
-    line = next(r for r in svc.logs() if r.get("request_id") == "g-trace")
+    [line] = svc.wait_for_log(lambda r: r.get("request_id") == "g-trace")
     assert line["path"] == "/inference.GRPCInferenceService/ModelInfer"
     assert (line["status"], line["model"], line["oip_id"], line["label"]) == ("OK", "pretrained", "grpc-log", ["cat"])
 

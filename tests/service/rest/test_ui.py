@@ -28,7 +28,7 @@ from tests.support.onnx_models import write_test_repository
 from tests.support.server import REPO_ROOT, ServiceProcess
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, FileChooser, Page
 
 ARTIFACTS = REPO_ROOT / "artifacts" / "ui"
 PHOTO = "cat-skimage-chelsea.png"
@@ -383,6 +383,24 @@ def test_page_explains_too_large_and_busy(page: Page, service: ServiceProcess) -
     assert console.unexpected(413, 503) == []
 
 
+def _open_picker_with_space(page: Page) -> FileChooser:
+    """Space on the focused file input opens the picker.
+
+    Headless Chromium now and then drops the first key event of a busy page (seen once in CI on a loaded machine):
+    a second press is what a keyboard user would do; three misses fail the test.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    for _ in range(3):
+        try:
+            with page.expect_file_chooser(timeout=5_000) as chooser:
+                page.keyboard.press("Space")
+            return chooser.value
+        except PlaywrightTimeoutError:
+            assert page.evaluate("document.activeElement && document.activeElement.id") == "file"
+    pytest.fail("Space on the focused file input never opened the file picker")
+
+
 def test_keyboard_drop_and_paste(page: Page, service: ServiceProcess) -> None:
     console = open_page(page, service.base_url + "/")
     # Keyboard only: Tab reaches the file input (its focus shows on the drop zone) and Space opens the picker.
@@ -394,9 +412,8 @@ def test_keyboard_drop_and_paste(page: Page, service: ServiceProcess) -> None:
         pytest.fail("Tab never reached the file input")
     outline = page.eval_on_selector("#drop", "e => getComputedStyle(e).outlineStyle")
     assert outline == "solid"
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Space")
-    chooser.value.set_files(files=[{"name": "red.png", "mimeType": "image/png", "buffer": png((230, 20, 20))}])
+    chooser = _open_picker_with_space(page)
+    chooser.set_files(files=[{"name": "red.png", "mimeType": "image/png", "buffer": png((230, 20, 20))}])
     assert {a["label"] for a in wait_for_answers(page).values()} == {"cat"}
 
     # Drop a file on the zone, then paste one anywhere on the page.

@@ -401,6 +401,6 @@ def test_metrics_and_access_log(svc: ServiceProcess) -> None:
     metrics = svc.client.get("/metrics").text
     assert 'catdog_request_duration_seconds_count{model="pretrained",protocol="oip_rest"}' in metrics
     assert 'catdog_predictions_total{label="cat",model="pretrained"}' in metrics
-    line = next(r for r in svc.logs() if r.get("request_id") == "trace-123")
+    [line] = svc.wait_for_log(lambda r: r.get("request_id") == "trace-123")
     assert line["path"] == "/v2/models/pretrained/infer"
     assert (line["status"], line["model"], line["oip_id"], line["label"]) == (200, "pretrained", "log-me", ["cat"])
