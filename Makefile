@@ -65,7 +65,8 @@ loadtest: $(VENV)/.stamp-test
 OVERLOAD_ARGS ?=
 .PHONY: overload
 overload: $(VENV)/.stamp-test
-	$(BIN)/python -m loadtest.overload $(OVERLOAD_ARGS)
+	$(BIN)/python -m loadtest.overload --expect-continue --label expect-continue $(OVERLOAD_ARGS)
+	$(BIN)/python -m loadtest.overload --label whole-body $(OVERLOAD_ARGS)
 
 # Not in CI: a few minutes of steady load on a real server; reports errors and RSS growth (docs/operations.md).
 SOAK_ARGS ?=

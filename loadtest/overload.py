@@ -45,9 +45,9 @@ from loadtest.bench import _free_port, _parse_cpus, _wait_ready, make_images, pr
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("large", "small", "mixed", "two-models")
-KEEPALIVE_S = (
-    4.0  # like httpx (keepalive_expiry 5 s), an idle connection is not reused after this: uvicorn closes at 5 s
-)
+# Like httpx (keepalive_expiry 5 s), an idle connection is not reused after this: uvicorn closes at 5 s.
+KEEPALIVE_S = 4.0
+EXPECT_WAIT_S = 1.0  # curl's CURLOPT_EXPECT_100_TIMEOUT_MS
 
 
 @dataclass
@@ -82,11 +82,9 @@ def quantile_ms(values: list[float], q: float) -> float | None:
     return round(float(np.quantile(values, q)) * 1000, 1) if values else None
 
 
-async def _exchange(sock: socket.socket, request: bytes) -> tuple[int, dict[bytes, bytes]]:
-    """Send one request, read one response; (status, lower-cased headers)."""
+async def _read_response(sock: socket.socket, buffer: bytes = b"") -> tuple[int, dict[bytes, bytes], bytes]:
+    """Read one response (head and Content-Length body); (status, lower-cased headers, bytes read past it)."""
     loop = asyncio.get_running_loop()
-    await loop.sock_sendall(sock, memoryview(request))
-    buffer = b""
     while b"\r\n\r\n" not in buffer:
         chunk = await loop.sock_recv(sock, 65536)
         if not chunk:
@@ -105,6 +103,33 @@ async def _exchange(sock: socket.socket, request: bytes) -> tuple[int, dict[byte
         if not chunk:
             raise ConnectionError("closed inside the response body")
         rest += chunk
+    return status, headers, rest[length:]
+
+
+async def _exchange(sock: socket.socket, request: bytes, *, expect_continue: bool) -> tuple[int, dict[bytes, bytes]]:
+    """Send one request, read one response; (status, lower-cased headers).
+
+    With `expect_continue` the client announces its body (`Expect: 100-continue`, as curl does for uploads over
+    1 MB) and sends it only after `100 Continue`, or after a second without an answer (curl's default wait); a
+    final answer instead (a refusal) ends the exchange with no body sent. Without it, like httpx and requests,
+    the whole body goes out before the answer is read.
+    """
+    loop = asyncio.get_running_loop()
+    if not expect_continue:
+        await loop.sock_sendall(sock, memoryview(request))
+        status, headers, _ = await _read_response(sock)
+        return status, headers
+    split = request.index(b"\r\n\r\n") + 2
+    await loop.sock_sendall(sock, request[:split] + b"Expect: 100-continue\r\n\r\n")
+    leftover = b""
+    try:
+        status, headers, leftover = await asyncio.wait_for(_read_response(sock), EXPECT_WAIT_S)
+    except TimeoutError:
+        status, headers = 100, {}
+    if status != 100:
+        return status, headers
+    await loop.sock_sendall(sock, memoryview(request)[split + 2 :])
+    status, headers, _ = await _read_response(sock, leftover)
     return status, headers
 
 
@@ -126,7 +151,13 @@ async def _connect(host: str, port: int) -> socket.socket:
 
 
 async def crowd(
-    url: str, requests: list[tuple[str, bytes]], clients: int, seconds: float, *, drain_s: float = 40.0
+    url: str,
+    requests: list[tuple[str, bytes]],
+    clients: int,
+    seconds: float,
+    *,
+    drain_s: float = 40.0,
+    expect_continue: bool = False,
 ) -> Outcome:
     """`clients` closed-loop clients, all starting at once; each honours Retry-After on a 503. After `seconds`
     no new request starts; answers still outstanding get `drain_s` more (a 504 after 30 s is still counted)."""
@@ -151,7 +182,7 @@ async def crowd(
                     reused = sock is not None
                     if sock is None:
                         sock = await _connect(host, int(port))
-                    status, headers = await _exchange(sock, request)
+                    status, headers = await _exchange(sock, request, expect_continue=expect_continue)
                 except (OSError, ConnectionError, ValueError) as exc:
                     outcome.errors += 1
                     kind = f"{type(exc).__name__}{' (reused)' if reused else ''}"
@@ -279,15 +310,18 @@ def run_variant(args: argparse.Namespace, variant: str, images: dict[str, list[P
         requests = build(hot, sizes)
         random.Random(0).shuffle(requests)
         saturated = asyncio.run(loadgen.closed_loop(url, [r for _, r in requests], 4, args.reference_seconds))
+        quiet_request = build("scratch", ("large",))[0][1] if variant == "two-models" else b""
+        quiet_saturated = (
+            asyncio.run(loadgen.closed_loop(url, [quiet_request], 4, args.reference_seconds)) if quiet_request else None
+        )
         memory_before = process_memory_mb(proc.pid)
         sampler = Sampler(url, proc.pid)
         sampler.start()
 
         async def both() -> tuple[Outcome, Outcome | None]:
-            jobs = [crowd(url, requests, args.clients, args.seconds)]
+            jobs = [crowd(url, requests, args.clients, args.seconds, expect_continue=args.expect_continue)]
             if variant == "two-models":
-                quiet = build("scratch", ("large",))[0][1]
-                jobs.append(quiet_clients(url, "scratch", quiet, 2, args.seconds))
+                jobs.append(quiet_clients(url, "scratch", quiet_request, 2, args.seconds))
             results = await asyncio.gather(*jobs)
             return results[0], (results[1] if len(results) > 1 else None)
 
@@ -323,9 +357,16 @@ def run_variant(args: argparse.Namespace, variant: str, images: dict[str, list[P
         "probe_max_ms": {k: round(v * 1000, 1) for k, v in sampler.probe_s.items()},
         "probe_failures": len(sampler.probe_failures),
     }
-    if quiet is not None:
+    if quiet is not None and quiet_saturated is not None:
+        # The quiet model's answers use the core too: the share of the core's capacity that went to answers is
+        # each model's goodput over its own saturated rate, summed (for one model it is goodput / saturated).
+        quiet_window = [t for t, s, _, _ in quiet.done if s == 200 and args.warmup <= t - quiet.started <= args.seconds]
+        quiet_goodput = len(quiet_window) / span
+        result["capacity_used"] = round(goodput / saturated.rps + quiet_goodput / quiet_saturated.rps, 3)
         result["quiet_model"] = {
             "statuses": quiet.statuses(),
+            "goodput_rps": round(quiet_goodput, 2),
+            "saturated_rps": round(quiet_saturated.rps, 2),
             "p50_ms": quantile_ms(quiet.latencies(200), 0.5),
             "p99_ms": quantile_ms(quiet.latencies(200), 0.99),
         }
@@ -355,6 +396,8 @@ def markdown(results: list[dict[str, Any]], label: str) -> str:
             lines.append("")
             lines.append(
                 f"two-models: the quiet model (`scratch`, 2 clients) got {q['statuses']}, "
+                f"{q['goodput_rps']} / s against its saturated {q['saturated_rps']} / s "
+                f"(share of the core's capacity spent on answers, both models: **{r['capacity_used']}**), "
                 f"p50 {q['p50_ms']} ms, p99 {q['p99_ms']} ms while `pretrained` had the crowd."
             )
     return "\n".join(lines) + "\n"
@@ -367,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the crowd keeps posting")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of the crowd left out of goodput")
     parser.add_argument("--reference-seconds", type=float, default=4.0, help="saturated run before the crowd")
+    parser.add_argument(
+        "--expect-continue",
+        action="store_true",
+        help="the crowd's clients send Expect: 100-continue and their body only when admitted (as curl does)",
+    )
     parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "models")
     parser.add_argument("--server-cpus", default="1")
     parser.add_argument("--client-cpus", default="0")

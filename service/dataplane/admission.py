@@ -59,7 +59,7 @@ MAX_RETRY_AFTER_S = 30
 MAX_WAITING_TRACKED = 10_000  # refused clients remembered (a client that ignores Retry-After counts each time)
 
 
-WORKER_NICE = 5  # decode and inference threads yield the core to the event loop (see lower_thread_priority)
+WORKER_NICE = 19  # decode and inference threads yield the core to the event loop (see lower_thread_priority)
 
 
 def lower_thread_priority() -> None:
