@@ -106,7 +106,7 @@ async def _read_response(sock: socket.socket, buffer: bytes = b"") -> tuple[int,
     return status, headers, rest[length:]
 
 
-async def _exchange(sock: socket.socket, request: bytes, *, expect_continue: bool) -> tuple[int, dict[bytes, bytes]]:
+async def exchange(sock: socket.socket, request: bytes, *, expect_continue: bool) -> tuple[int, dict[bytes, bytes]]:
     """Send one request, read one response; (status, lower-cased headers).
 
     With `expect_continue` the client announces its body (`Expect: 100-continue`, as curl does for uploads over
@@ -182,7 +182,7 @@ async def crowd(
                     reused = sock is not None
                     if sock is None:
                         sock = await _connect(host, int(port))
-                    status, headers = await _exchange(sock, request, expect_continue=expect_continue)
+                    status, headers = await exchange(sock, request, expect_continue=expect_continue)
                 except (OSError, ConnectionError, ValueError) as exc:
                     outcome.errors += 1
                     kind = f"{type(exc).__name__}{' (reused)' if reused else ''}"

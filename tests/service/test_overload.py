@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -250,3 +252,46 @@ def test_x_request_timeout_is_validated_and_a_deadline_the_queue_cannot_meet_get
         assert patient.status_code == 200
         text = svc.client.get("/metrics").text
         assert _metric(text, "catdog_admissions_total", model="pretrained", result="refused_deadline") == 1
+
+
+def test_a_client_announcing_its_body_is_refused_before_sending_it(slow_repository: Path) -> None:
+    """`Expect: 100-continue`: a refused client gets its 503 without sending a byte of its 5 MB body (and is told
+    the connection closes, since the server cannot know whether body bytes follow); an admitted one gets
+    `100 Continue`, sends its body and gets its answer."""
+    env = {
+        "CATDOG_MODEL_DIR": str(slow_repository),
+        "CATDOG_INTRA_OP_THREADS": "1",
+        "CATDOG_ADMISSION_MIN_LIMIT": "1",
+        "CATDOG_ADMISSION_MAX_LIMIT": "1",
+    }
+    announced = "POST /predict/pretrained HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+    announced += "Content-Length: 5000000\r\nExpect: 100-continue\r\n\r\n"
+    with ServiceProcess(env) as svc, ThreadPoolExecutor(max_workers=1) as pool:
+        held = pool.submit(_post, svc.client)  # takes the one slot for about 0.1 s
+        time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as sock:
+            started = time.perf_counter()
+            sock.sendall(announced.encode())
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            took = time.perf_counter() - started
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 503"), answer
+        assert re.search(rb"(?im)^retry-after: [1-9]", head) and re.search(rb"(?im)^connection: close", head)
+        assert json.loads(body)["error"]["code"] == "overloaded"
+        assert took < 1.0
+        assert held.result().status_code == 200
+        # Admitted: 100 Continue (within a second: the client does not send its body before), then the answer.
+        request = multipart_request(svc.base_url, "/predict/pretrained", JPEG, "a.jpg")
+        split = request.index(b"\r\n\r\n") + 2
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as sock:
+            sock.sendall(request[:split] + b"Expect: 100-continue\r\n\r\n")
+            sock.settimeout(1.0)
+            assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.settimeout(5.0)
+            sock.sendall(request[split + 2 :])
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
