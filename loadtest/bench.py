@@ -113,9 +113,11 @@ def server(
 
 
 def limit(
-    model_dir: Path, model: str, image: Path, cpus: str, threads: int, seconds: float, precision: str = "auto"
+    model_dir: Path, model: str, images: list[Path], cpus: str, threads: int, seconds: float, precision: str = "auto"
 ) -> float:
-    cmd = ["taskset", "-c", cpus, sys.executable, "-m", "loadtest.bench_limit", str(model_dir), model, str(image)]
+    """The in-process limit on the same images, in the same turn, as the servers' load (loadtest/bench_limit.py)."""
+    cmd = ["taskset", "-c", cpus, sys.executable, "-m", "loadtest.bench_limit", str(model_dir), model]
+    cmd += [str(image) for image in images]
     cmd += ["--seconds", str(seconds), "--threads", str(threads), "--precision", precision]
     out = subprocess.run(cmd, cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout
     return float(json.loads(out.strip().splitlines()[-1])["images_per_s"])
@@ -216,7 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for _ in range(args.repeat):
                     threads = args.threads or n_server
                     limits.append(
-                        limit(model_dir, model, paths[0], args.server_cpus, threads, args.seconds, args.precision)
+                        limit(model_dir, model, paths, args.server_cpus, threads, args.seconds, args.precision)
                     )
                     before = scrape(url)
                     sat = saturate(url, proc.pid, reqs, args.concurrency, args.seconds)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
 
 import structlog
 from prometheus_client import (
@@ -90,19 +89,20 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.getLogger("uvicorn.access").propagate = False
 
 
-@dataclass(frozen=True)
 class ModelMetrics:
-    """The metric children of one model, resolved once so the hot path does no label lookups."""
+    """The metric children of one model's batches, resolved once so the hot path does no label lookups."""
 
-    model: str
-    metrics: ServiceMetrics
+    def __init__(self, model: str, metrics: ServiceMetrics) -> None:
+        self.model = model
+        self._batch_size = metrics.batch_size.labels(model)
+        self._inference = metrics.inference_seconds.labels(model)
+        self._queue_wait = metrics.queue_wait_seconds.labels(model)
 
     def observe_batch(self, size: int, queue_waits_s: list[float], inference_s: float) -> None:
-        self.metrics.batch_size.labels(self.model).observe(size)
-        self.metrics.inference_seconds.labels(self.model).observe(inference_s)
-        wait = self.metrics.queue_wait_seconds.labels(self.model)
+        self._batch_size.observe(size)
+        self._inference.observe(inference_s)
         for seconds in queue_waits_s:
-            wait.observe(seconds)
+            self._queue_wait.observe(seconds)
 
 
 class ServiceMetrics:

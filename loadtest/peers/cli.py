@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.no_limit:
             for size, paths in images.items():
                 model_dir = args.model_dir.resolve()
-                ips = bench.limit(model_dir, args.model, paths[0], args.server_cpus, 0, args.seconds, args.precision)
+                ips = bench.limit(model_dir, args.model, paths, args.server_cpus, 0, args.seconds, args.precision)
                 results["limit"][size].append(round(ips, 2))
                 print(f"  limit {size}: {ips:.1f} img/s", file=sys.stderr, flush=True)
         for contender in chosen:

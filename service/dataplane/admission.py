@@ -50,6 +50,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
+from prometheus_client import Counter, Gauge
+
 from service.errors import DeadlineExceeded, MalformedRequest, Overloaded
 from service.observability import ServiceMetrics
 
@@ -118,6 +120,32 @@ def parse_timeout(value: str | None) -> float | None:
     return seconds
 
 
+@dataclass(frozen=True, slots=True)
+class _GateSeries:
+    """One model's admission metric children, resolved once: a request moves through several stages and each
+    move updates a gauge, so looking the children up by label on every move cost more than the moves."""
+
+    admissions: dict[str, Counter]
+    depth: dict[Stage, Gauge]
+    expired: dict[Stage, Counter]
+    limit: Gauge
+    throughput: Gauge
+
+    @classmethod
+    def of(cls, metrics: ServiceMetrics, model: str) -> _GateSeries:
+        depth = {stage: metrics.stage_depth.labels(model, stage.value) for stage in Stage}
+        for gauge in depth.values():
+            gauge.set(0)
+        results = ("admitted", *(f"refused_{reason}" for reason in REFUSALS))
+        return cls(
+            admissions={result: metrics.admissions.labels(model, result) for result in results},
+            depth=depth,
+            expired={stage: metrics.expired.labels(model, stage.value) for stage in Stage},
+            limit=metrics.admission_limit.labels(model),
+            throughput=metrics.admission_throughput.labels(model),
+        )
+
+
 class _Gate:
     """One model's admission state and measurements."""
 
@@ -133,6 +161,7 @@ class _Gate:
         self.retry_due: list[float] = []  # heap: when each refused client was told to come back
         self.readers: dict[Permit, float] = {}  # reading their body, in arrival order -> since when
         self.slow_readers: set[Permit] = set()  # reading for longer than the target latency
+        self.series: _GateSeries | None = None  # its metric children, when the admission has metrics
 
     def charged(self, now: float, patience_s: float) -> int:
         """In flight, less the requests still reading a body after `patience_s`: a slow (or stalled) upload
@@ -260,21 +289,18 @@ class Admission:
         if gate is None:
             gate = self._gates[model] = _Gate(model, self.clock())
             if self.metrics is not None:  # every series exists from the first request: rates are 0, not absent
-                for result in ("admitted", *(f"refused_{r}" for r in REFUSALS)):
-                    self.metrics.admissions.labels(model, result)
-                for stage in Stage:
-                    self.metrics.stage_depth.labels(model, stage.value).set(0)
-                    self.metrics.expired.labels(model, stage.value)
+                gate.series = _GateSeries.of(self.metrics, model)
         return gate
 
     def _count(self, model: str, result: str) -> None:
-        if self.metrics is not None:
-            self.metrics.admissions.labels(model, result).inc()
+        series = self._gate(model).series
+        if series is not None:
+            series.admissions[result].inc()
 
     def _publish(self, gate: _Gate, limit: int) -> None:
-        if self.metrics is not None:
-            self.metrics.admission_limit.labels(gate.model).set(limit)
-            self.metrics.admission_throughput.labels(gate.model).set(gate.rate or 0.0)
+        if gate.series is not None and self.metrics is not None:
+            gate.series.limit.set(limit)
+            gate.series.throughput.set(gate.rate or 0.0)
             self.metrics.body_bytes_in_flight.set(self.body_bytes)
 
     def _message(self, gate: _Gate, reason: str, limit: int) -> str:
@@ -288,8 +314,8 @@ class Admission:
         for stage, step in ((leave, -1), (enter, 1)):
             if stage is not None:
                 gate.depth[stage] += step
-                if self.metrics is not None:
-                    self.metrics.stage_depth.labels(gate.model, stage.value).inc(step)
+                if gate.series is not None:
+                    gate.series.depth[stage].inc(step)
 
 
 class Permit:
@@ -351,8 +377,8 @@ class Permit:
         """True when the deadline has passed before `stage` (the caller drops the work); counted per stage."""
         if not self.deadline.expired(self.admission.clock):
             return False
-        if self.admission.metrics is not None:
-            self.admission.metrics.expired.labels(self.gate.model, stage.value).inc()
+        if self.gate.series is not None:
+            self.gate.series.expired[stage].inc()
         return True
 
     def check(self, stage: Stage) -> None:

@@ -159,7 +159,8 @@ class MicroBatcher:
 
     async def _infer(self, live: list[_Job]) -> None:
         started = time.perf_counter()
-        batch = np.stack([job.tensor for job in live])
+        # One image: a view with a batch axis, not a copy (np.stack copies even one 600 KB tensor).
+        batch = live[0].tensor[np.newaxis] if len(live) == 1 else np.stack([job.tensor for job in live])
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
             if outputs.shape[0] != len(live):
