@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             model_dir=str(settings.model_dir),
             models=list(repository.models),
             providers=settings.providers,
+            pipeline="direct" if classifier.direct else "split",
             version=package_version(),
         )
         if grpc_server is not None:

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(1, ge=1, description="images per ONNX Runtime run")
     batch_max_wait_ms: float = Field(0.0, ge=0, description="how long a batch waits to fill")
     queue_max: int = Field(64, ge=1, description="images waiting per model before new ones get 503")
+    pipeline: Literal["auto", "split", "direct"] = Field(
+        "auto",
+        description="split: decode in the decode pool, then infer on the model's thread (decode of one request "
+        "overlaps inference of another); direct: one request's decode and inference in one job on the model's "
+        "thread (no hand-off between threads); auto: direct on one usable CPU with batching off, else split",
+    )
     request_timeout_s: float = Field(
         30.0, gt=0, description="per-request deadline, and the cap on a client's X-Request-Timeout; past it: 504"
     )

@@ -23,7 +23,7 @@ import numpy as np
 import structlog
 
 from service.dataplane.admission import Permit, Stage, lower_thread_priority
-from service.errors import DeadlineExceeded, Draining, InferenceFailed, Overloaded
+from service.errors import CatdogError, DeadlineExceeded, Draining, InferenceFailed, Overloaded
 
 log = structlog.get_logger(__name__)
 
@@ -34,9 +34,10 @@ class BatchObserver(Protocol):
 
 @dataclass(slots=True)
 class _Job:
-    tensor: np.ndarray
+    tensor: np.ndarray | None  # None: `prepare` makes it, on the inference thread (submit_prepared)
     future: asyncio.Future[np.ndarray]
     permit: Permit | None = None
+    prepare: Callable[[], np.ndarray] | None = None
     enqueued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -71,16 +72,31 @@ class MicroBatcher:
         if self._task is None:
             self._task = asyncio.create_task(self._serve(), name=f"batcher-{self.name}")
 
+    @property
+    def max_batch_size(self) -> int:
+        return self._max_batch_size
+
     async def submit(self, tensor: np.ndarray, permit: Permit | None = None) -> np.ndarray:
         """Queue one [3, H, W] tensor; returns its output row. Raises Overloaded when the queue is full, and
         DeadlineExceeded when the permit's deadline passes before its batch runs."""
+        return await self._enqueue(_Job(tensor, asyncio.get_running_loop().create_future(), permit))
+
+    async def submit_prepared(self, prepare: Callable[[], np.ndarray], permit: Permit | None = None) -> np.ndarray:
+        """Like submit, for a tensor `prepare` makes on the inference thread, just before its run: a request's
+        decode and inference in one job, with no hand-off between threads (the `direct` pipeline, for one core,
+        where the decode pool cannot overlap anything). Only without batching (max_batch_size 1). What `prepare`
+        raises (a client's bad image) is raised here as it is."""
+        assert self._max_batch_size == 1, "prepared jobs run one at a time"
+        return await self._enqueue(_Job(None, asyncio.get_running_loop().create_future(), permit, prepare))
+
+    async def _enqueue(self, job: _Job) -> np.ndarray:
         if self._task is None:
             raise Draining(f"model {self.name!r} is not accepting work")
+        permit, future = job.permit, job.future
         if permit is not None:
             permit.check(Stage.QUEUED)
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Job(tensor, future, permit))
+            self._queue.put_nowait(job)
         except asyncio.QueueFull:
             raise Overloaded(f"model {self.name!r} has {self._queue.maxsize} images waiting; retry shortly") from None
         if permit is not None:
@@ -158,11 +174,20 @@ class MicroBatcher:
         return True
 
     async def _infer(self, live: list[_Job]) -> None:
-        started = time.perf_counter()
-        # One image: a view with a batch axis, not a copy (np.stack copies even one 600 KB tensor).
-        batch = live[0].tensor[np.newaxis] if len(live) == 1 else np.stack([job.tensor for job in live])
+        began = started = time.perf_counter()  # a prepared job begins (decodes) on the thread before it runs
+        loop = asyncio.get_running_loop()
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run, batch)
+            if live[0].prepare is not None:
+                outcome = await loop.run_in_executor(self._executor, self._prepare_and_run, live[0].prepare)
+                if isinstance(outcome, CatdogError):  # the client's image, not the model: its own error
+                    live[0].future.set_exception(outcome)
+                    return
+                outputs, began, started = outcome
+            else:
+                # One image: a view with a batch axis, not a copy (np.stack copies even one 600 KB tensor).
+                tensors = [job.tensor for job in live if job.tensor is not None]
+                batch = tensors[0][np.newaxis] if len(tensors) == 1 else np.stack(tensors)
+                outputs = await loop.run_in_executor(self._executor, self._run, batch)
             if outputs.shape[0] != len(live):
                 raise ValueError(f"model returned {outputs.shape[0]} rows for a batch of {len(live)}")
         except Exception as exc:
@@ -172,9 +197,21 @@ class MicroBatcher:
                     job.future.set_exception(InferenceFailed(f"model {self.name!r} failed to run"))
             return
         finished = time.perf_counter()
-        if self._observer is not None:
-            waits = [started - job.enqueued_at for job in live]
+        if self._observer is not None:  # inference time only: a prepared job's decode is in preprocess_seconds
+            waits = [began - job.enqueued_at for job in live]
             self._observer.observe_batch(len(live), waits, finished - started)
         for job, row in zip(live, outputs, strict=True):
             if not job.future.done():
                 job.future.set_result(row)
+
+    def _prepare_and_run(self, prepare: Callable[[], np.ndarray]) -> tuple[np.ndarray, float, float] | CatdogError:
+        """On the inference thread: make the tensor, then run it; (outputs, when the job began, when the run
+        began), or the service error `prepare` raised (an undecodable image...), returned so that it reaches its
+        caller as is."""
+        began = time.perf_counter()
+        try:
+            tensor = prepare()
+        except CatdogError as exc:
+            return exc
+        started = time.perf_counter()
+        return self._run(tensor[np.newaxis]), began, started

@@ -43,11 +43,18 @@ class Classifier:
     every adapter passes first (service/dataplane/admission.py)."""
 
     def __init__(
-        self, limits: ImageLimits, metrics: ServiceMetrics, decode_workers: int, admission: Admission | None = None
+        self,
+        limits: ImageLimits,
+        metrics: ServiceMetrics,
+        decode_workers: int,
+        admission: Admission | None = None,
+        *,
+        direct: bool = False,
     ) -> None:
         self.limits = limits
         self.metrics = metrics
         self.admission = admission or Admission(metrics)
+        self.direct = direct
         self._pool = ThreadPoolExecutor(
             max_workers=decode_workers, thread_name_prefix="decode", initializer=lower_thread_priority
         )
@@ -61,14 +68,18 @@ class Classifier:
         assert model.card is not None
         assert model.batcher is not None
         card, batcher = model.card, model.batcher
-        loop = asyncio.get_running_loop()
-        with permit.track(Stage.DECODING) if permit is not None else contextlib.nullcontext():
-            decoded = await asyncio.gather(
-                *(loop.run_in_executor(self._pool, self._prepare, model, u, permit) for u in uploads)
-            )
-        rows = await asyncio.gather(*(batcher.submit(tensor, permit) for tensor, _ in decoded))
+        if self.direct and len(uploads) == 1 and batcher.max_batch_size == 1:
+            rows, images = await self._decode_and_run(model, uploads[0], permit)
+        else:
+            loop = asyncio.get_running_loop()
+            with permit.track(Stage.DECODING) if permit is not None else contextlib.nullcontext():
+                decoded = await asyncio.gather(
+                    *(loop.run_in_executor(self._pool, self._prepare, model, u, permit) for u in uploads)
+                )
+            rows = await asyncio.gather(*(batcher.submit(tensor, permit) for tensor, _ in decoded))
+            images = [image for _, image in decoded]
         predictions = []
-        for (_, image), row, upload in zip(decoded, rows, uploads, strict=True):
+        for image, row, upload in zip(images, rows, uploads, strict=True):
             try:
                 answer = decide(row, card.labels, is_logits=card.output.kind == "logits", decision=card.decision)
             except ValueError as exc:
@@ -117,10 +128,32 @@ class Classifier:
             max_limit=settings.admission_max_limit,
             max_body_bytes=settings.admission_max_body_bytes,
         )
-        return cls(limits, metrics, decode_workers=settings.decode_workers or usable_cpus(), admission=admission)
+        cpus = usable_cpus()
+        direct = settings.pipeline == "direct" or (
+            settings.pipeline == "auto" and cpus == 1 and settings.batch_max_size == 1
+        )
+        return cls(limits, metrics, decode_workers=settings.decode_workers or cpus, admission=admission, direct=direct)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _decode_and_run(
+        self, model: ServedModel, upload: Upload, permit: Permit | None
+    ) -> tuple[list[np.ndarray], list[DecodedImage]]:
+        """The direct pipeline: decode and inference of one image in one job on the model's inference thread
+        (MicroBatcher.submit_prepared). On one core the decode pool cannot overlap anything, and each hand-off
+        between threads costs the event loop a wake-up and the GIL a switch: about 0.6 ms per small image
+        (docs/benchmarks.md). The job counts in the queued and inference stages; its decode in preprocess_seconds."""
+        assert model.batcher is not None
+        images: list[DecodedImage] = []
+
+        def prepare() -> np.ndarray:
+            tensor, image = self._prepare(model, upload, permit)
+            images.append(image)
+            return tensor
+
+        row = await model.batcher.submit_prepared(prepare, permit)
+        return [row], images
 
     def _prepare(
         self, model: ServedModel, upload: Upload, permit: Permit | None = None

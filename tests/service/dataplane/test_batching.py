@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from service.dataplane.batching import MicroBatcher
-from service.errors import Draining, InferenceFailed, Overloaded
+from service.errors import Draining, InferenceFailed, InvalidImage, Overloaded
 
 
 def sync(case: Callable[[], Awaitable[None]]) -> Callable[[], None]:
@@ -189,3 +189,50 @@ async def test_stop_fails_queued_work_with_draining_and_refuses_new_work() -> No
     with pytest.raises(Draining):
         await batcher.submit(tensor(2))
     running.cancel()
+
+
+# --- prepared jobs (the direct pipeline): the tensor is made on the inference thread, just before its run ----------
+
+
+@sync
+async def test_a_prepared_job_is_made_and_run_on_the_inference_thread() -> None:
+    rec = Recorder()
+    batcher = make(rec, size=1, wait_ms=0)
+    threads: list[str] = []
+
+    def prepare() -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        time.sleep(0.02)  # decoding: counted as neither queue wait nor inference
+        return tensor(7)
+
+    row = await batcher.submit_prepared(prepare)
+    await batcher.stop()
+    assert float(row[0]) == 7 and rec.batches == [[7]]
+    assert threads == ["infer-m_0"]  # the model's own thread: no hand-off to the decode pool and back
+    [(size, waits, inference_s)] = rec.observed
+    assert size == 1 and waits[0] < 0.02 and inference_s < 0.02
+
+
+@sync
+async def test_a_prepared_job_raises_the_client_error_as_is_and_a_model_failure_as_inference_failed() -> None:
+    rec = Recorder(fail_on=lambda batch: bool((batch[:, 0, 0, 0] == 13).any()))
+    batcher = make(rec, size=1, wait_ms=0)
+
+    def bad_image() -> np.ndarray:
+        raise InvalidImage("not an image")
+
+    with pytest.raises(InvalidImage, match="not an image"):
+        await batcher.submit_prepared(bad_image)
+    with pytest.raises(InferenceFailed):
+        await batcher.submit_prepared(lambda: tensor(13))
+    assert float((await batcher.submit_prepared(lambda: tensor(14)))[0]) == 14  # the worker goes on
+    await batcher.stop()
+    assert rec.batches == [[13], [14]]  # the bad image never reached the model
+
+
+@sync
+async def test_prepared_jobs_are_for_batch_size_one_only() -> None:
+    batcher = make(Recorder(), size=4, wait_ms=0)
+    with pytest.raises(AssertionError):
+        await batcher.submit_prepared(lambda: tensor(1))
+    await batcher.stop()
