@@ -35,6 +35,13 @@ INFERENCE_PATH = re.compile(
 )
 
 
+def declared_body_bytes(content_length: bytes | str | None, limit: int) -> int:
+    """What an admitted request's body will hold in memory, for admission's byte budget: its Content-Length capped
+    by the upload limit (a longer body gets 413 as it is read), or the limit when it declares none (chunked)."""
+    value = content_length.decode("latin-1") if isinstance(content_length, bytes) else content_length
+    return min(int(value), limit) if value is not None and value.isdigit() else limit
+
+
 def permit_of(scope: Scope) -> Permit | None:
     """The permit the door gave this request, if it went through the door."""
     permit = scope.get("state", {}).get(PERMIT_KEY)
@@ -66,8 +73,7 @@ class AdmissionMiddleware:
         except CatdogError:
             await self.app(scope, receive, send)  # the route answers the 400
             return
-        declared = headers.get(b"content-length", b"")
-        body_bytes = min(int(declared), settings.max_upload_bytes) if declared.isdigit() else settings.max_upload_bytes
+        body_bytes = declared_body_bytes(headers.get(b"content-length"), settings.max_upload_bytes)
         deadline = Deadline.within(timeout, cap=settings.request_timeout_s)
         try:
             permit = state.classifier.admission.admit(name, deadline, body_bytes=body_bytes)

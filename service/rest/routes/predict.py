@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from service.dataplane.admission import Stage, parse_timeout
 from service.dataplane.inference import Prediction, inference_span
 from service.errors import Draining
-from service.rest.admission import permit_of
+from service.rest.admission import declared_body_bytes, permit_of
 from service.rest.dependencies import PredictDep
 from service.rest.middleware import note, request_id_of
 from service.rest.schemas import ErrorResponse, MultiPredictResponse, PredictionBody, PredictResponse
@@ -62,8 +62,7 @@ async def predict(name: str, request: Request, context: PredictDep) -> Response:
     note(request, model=name)
     # Admitted before the body is read, by the door (service/rest/admission.py) or, without it, by the span.
     timeout = parse_timeout(request.headers.get("x-request-timeout"))
-    declared = request.headers.get("content-length", "")
-    body_bytes = min(int(declared), settings.max_upload_bytes) if declared.isdigit() else None
+    body_bytes = declared_body_bytes(request.headers.get("content-length"), settings.max_upload_bytes)
     span = inference_span(
         context.classifier,
         settings,

@@ -33,7 +33,7 @@ from service.oip.tensors import (
     decode_json,
     decode_raw,
 )
-from service.rest.admission import permit_of
+from service.rest.admission import declared_body_bytes, permit_of
 from service.rest.middleware import note
 from service.rest.uploads import read_body
 
@@ -95,8 +95,7 @@ async def infer(request: Request, name: str, version: str | None = None) -> Resp
         model = oip.model_for_inference(name, version)
         # Admitted before the body is read: by the door (service/rest/admission.py) or, without it, here.
         timeout = parse_timeout(request.headers.get("x-request-timeout"))
-        declared = request.headers.get("content-length", "")
-        size = min(int(declared), oip.settings.max_upload_bytes) if declared.isdigit() else None
+        size = declared_body_bytes(request.headers.get("content-length"), oip.settings.max_upload_bytes)
         permit = permit_of(request.scope)
         async with oip.request(model, PROTOCOL, permit=permit, timeout_s=timeout, body_bytes=size) as permit:
             with permit.track(Stage.READING):

@@ -25,33 +25,20 @@ from tests.support.oip import (
     predict_probabilities,
     random_batch,
     red_jpeg,
-    write_oip_repository,
 )
 from tests.support.server import ServiceProcess, free_port
 
 
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_oip_repository(tmp_path_factory.mktemp("oip-models"))
-
-
-@pytest.fixture(scope="module")
-def svc(repository: Path) -> Iterator[ServiceProcess]:
-    env = {"CATDOG_MODEL_DIR": str(repository), "CATDOG_MAX_FILES_PER_REQUEST": "4"}
-    with ServiceProcess(env) as service:
-        yield service
-
-
 @pytest.fixture
-def client(svc: ServiceProcess) -> Iterator[triton.InferenceServerClient]:
-    c = triton.InferenceServerClient(svc.grpc_target)
+def client(oip_service: ServiceProcess) -> Iterator[triton.InferenceServerClient]:
+    c = triton.InferenceServerClient(oip_service.grpc_target)
     yield c
     c.close()
 
 
 @pytest.fixture
-def channel(svc: ServiceProcess) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(svc.grpc_target) as ch:
+def channel(oip_service: ServiceProcess) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(oip_service.grpc_target) as ch:
         yield ch
 
 
@@ -88,11 +75,11 @@ def test_live_ready_and_metadata(client: triton.InferenceServerClient) -> None:
 
 
 def test_images_match_predict(
-    svc: ServiceProcess, client: triton.InferenceServerClient, photos: dict[str, Path]
+    oip_service: ServiceProcess, client: triton.InferenceServerClient, photos: dict[str, Path]
 ) -> None:
     images = [photos[n].read_bytes() for n in ("cat-cat.webp", "dog-dog.jpg", "dog-cifar10-12-5.png")]
     result = client.infer("pretrained", [_image_input(images)], request_id="grpc-1")
-    expected = [predict_probabilities(svc, "pretrained", d) for d in images]
+    expected = [predict_probabilities(oip_service, "pretrained", d) for d in images]
     probabilities = result.as_numpy("probabilities")
     assert probabilities.shape == (3, 3)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
@@ -110,17 +97,19 @@ def test_requested_outputs(client: triton.InferenceServerClient) -> None:
     assert bad.value.status() == "StatusCode.INVALID_ARGUMENT"
 
 
-def test_fp32_matches_onnx_runtime(repository: Path, client: triton.InferenceServerClient) -> None:
+def test_fp32_matches_onnx_runtime(oip_repository: Path, client: triton.InferenceServerClient) -> None:
     batch = random_batch("pretrained", 2, seed=3)
     tensor = triton.InferInput("input", list(batch.shape), "FP32")
     tensor.set_data_from_numpy(batch)
     result = client.infer("pretrained", [tensor])
     np.testing.assert_allclose(
-        result.as_numpy("probabilities"), onnx_probabilities(repository, "pretrained", batch), atol=1e-5
+        result.as_numpy("probabilities"), onnx_probabilities(oip_repository, "pretrained", batch), atol=1e-5
     )
 
 
-def test_typed_contents_instead_of_raw(repository: Path, svc: ServiceProcess, channel: grpc.Channel) -> None:
+def test_typed_contents_instead_of_raw(
+    oip_repository: Path, oip_service: ServiceProcess, channel: grpc.Channel
+) -> None:
     """A client that fills `contents` (bytes_contents, fp32_contents) rather than raw_input_contents."""
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     data = encode(solid(BLUE), "PNG")
@@ -133,7 +122,7 @@ def test_typed_contents_instead_of_raw(repository: Path, svc: ServiceProcess, ch
     assert response.id == "typed"
     assert [o.name for o in response.outputs] == ["probabilities", "label"]
     values = np.frombuffer(response.raw_output_contents[0], dtype="<f4")
-    np.testing.assert_allclose(values, predict_probabilities(svc, "pretrained", data), atol=1e-5)
+    np.testing.assert_allclose(values, predict_probabilities(oip_service, "pretrained", data), atol=1e-5)
     assert response.raw_output_contents[1] == b"\x03\x00\x00\x00dog"
     batch = random_batch("pretrained", 1, seed=5)
     request = pb.ModelInferRequest(model_name="pretrained")
@@ -143,7 +132,7 @@ def test_typed_contents_instead_of_raw(repository: Path, svc: ServiceProcess, ch
     response = stub.ModelInfer(request)
     np.testing.assert_allclose(
         np.frombuffer(response.raw_output_contents[0], dtype="<f4"),
-        onnx_probabilities(repository, "pretrained", batch)[0],
+        onnx_probabilities(oip_repository, "pretrained", batch)[0],
         atol=1e-5,
     )
 
@@ -232,11 +221,11 @@ def test_broken_model_through_tritonclient(client: triton.InferenceServerClient)
     assert_grpc_still_serving(client)
 
 
-def test_metrics_and_access_log(svc: ServiceProcess, client: triton.InferenceServerClient) -> None:
+def test_metrics_and_access_log(oip_service: ServiceProcess, client: triton.InferenceServerClient) -> None:
     client.infer("pretrained", [_image_input([red_jpeg()])], request_id="grpc-log", headers={"x-request-id": "g-trace"})
-    metrics = svc.client.get("/metrics").text
+    metrics = oip_service.client.get("/metrics").text
     assert 'catdog_request_duration_seconds_count{model="pretrained",protocol="oip_grpc"}' in metrics
-    [line] = svc.wait_for_log(lambda r: r.get("request_id") == "g-trace")
+    [line] = oip_service.wait_for_log(lambda r: r.get("request_id") == "g-trace")
     assert line["path"] == "/inference.GRPCInferenceService/ModelInfer"
     assert (line["status"], line["model"], line["oip_id"], line["label"]) == ("OK", "pretrained", "grpc-log", ["cat"])
 
@@ -244,25 +233,25 @@ def test_metrics_and_access_log(svc: ServiceProcess, client: triton.InferenceSer
 # --- the switch and the port ---------------------------------------------------------------------------------------
 
 
-def test_grpc_can_be_turned_off(repository: Path) -> None:
-    env = {"CATDOG_MODEL_DIR": str(repository), "CATDOG_GRPC_ENABLED": "false"}
-    with ServiceProcess(env) as svc:
-        with grpc.insecure_channel(svc.grpc_target) as ch, pytest.raises(grpc.RpcError) as refused:
+def test_grpc_can_be_turned_off(oip_repository: Path) -> None:
+    env = {"CATDOG_MODEL_DIR": str(oip_repository), "CATDOG_GRPC_ENABLED": "false"}
+    with ServiceProcess(env) as oip_service:
+        with grpc.insecure_channel(oip_service.grpc_target) as ch, pytest.raises(grpc.RpcError) as refused:
             health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert svc.client.get("/v2/health/ready").json() == {"ready": True}  # REST v2 does not need gRPC
+        assert oip_service.client.get("/v2/health/ready").json() == {"ready": True}  # REST v2 does not need gRPC
 
 
-def test_a_taken_grpc_port_stops_start_up(repository: Path) -> None:
+def test_a_taken_grpc_port_stops_start_up(oip_repository: Path) -> None:
     """One worker binds the port exclusively: a second server on it fails loudly instead of sharing it."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        svc = ServiceProcess({"CATDOG_MODEL_DIR": str(repository), "CATDOG_GRPC_PORT": str(port)})
+        oip_service = ServiceProcess({"CATDOG_MODEL_DIR": str(oip_repository), "CATDOG_GRPC_PORT": str(port)})
         with pytest.raises(RuntimeError, match="cannot listen for gRPC"):
-            svc.start(wait="live", timeout=30)
-        assert svc.stop() != 0
+            oip_service.start(wait="live", timeout=30)
+        assert oip_service.stop() != 0
 
 
 def test_message_over_the_upload_limit_is_refused(channel: grpc.Channel, client: triton.InferenceServerClient) -> None:
@@ -275,11 +264,11 @@ def test_message_over_the_upload_limit_is_refused(channel: grpc.Channel, client:
     assert_grpc_still_serving(client)
 
 
-def test_grpc_port_flag(repository: Path) -> None:
+def test_grpc_port_flag(oip_repository: Path) -> None:
     """`catdog serve --grpc-port N` overrides CATDOG_GRPC_PORT."""
     port = free_port()
-    with ServiceProcess({"CATDOG_MODEL_DIR": str(repository)}, args=["--grpc-port", str(port)]) as svc:
-        assert port != svc.grpc_port
+    with ServiceProcess({"CATDOG_MODEL_DIR": str(oip_repository)}, args=["--grpc-port", str(port)]) as oip_service:
+        assert port != oip_service.grpc_port
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
             reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING

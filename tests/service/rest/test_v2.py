@@ -25,26 +25,13 @@ from tests.support.oip import (
     predict_probabilities,
     random_batch,
     red_jpeg,
-    write_oip_repository,
 )
 from tests.support.server import ServiceProcess
 
 
-@pytest.fixture(scope="module")
-def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_oip_repository(tmp_path_factory.mktemp("oip-models"))
-
-
-@pytest.fixture(scope="module")
-def svc(repository: Path) -> Iterator[ServiceProcess]:
-    env = {"CATDOG_MODEL_DIR": str(repository), "CATDOG_MAX_FILES_PER_REQUEST": "4"}
-    with ServiceProcess(env) as service:
-        yield service
-
-
 @pytest.fixture
-def client(svc: ServiceProcess) -> Iterator[triton.InferenceServerClient]:
-    c = triton.InferenceServerClient(f"127.0.0.1:{svc.port}")
+def client(oip_service: ServiceProcess) -> Iterator[triton.InferenceServerClient]:
+    c = triton.InferenceServerClient(f"127.0.0.1:{oip_service.port}")
     yield c
     c.close()
 
@@ -53,10 +40,10 @@ def _images(photos: dict[str, Path]) -> list[bytes]:
     return [photos[name].read_bytes() for name in ("cat-cat.webp", "dog-dog.jpg", "cat-skimage-chelsea.png")]
 
 
-def assert_oip_still_serving(svc: ServiceProcess) -> None:
+def assert_oip_still_serving(oip_service: ServiceProcess) -> None:
     """After a refusal, a good /v2 request (a red JPEG: "cat" for the tiny colour models) still succeeds."""
     body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [_b64(red_jpeg())]}]}
-    response = svc.client.post("/v2/models/pretrained/infer", json=body)
+    response = oip_service.client.post("/v2/models/pretrained/infer", json=body)
     assert response.status_code == 200, response.text
     assert {o["name"]: o["data"] for o in response.json()["outputs"]}["label"] == ["cat"]
 
@@ -68,14 +55,14 @@ def _b64(data: bytes) -> str:
 # --- health and metadata -----------------------------------------------------------------------------------------
 
 
-def test_health_answers_json_bodies(svc: ServiceProcess) -> None:
-    live = svc.client.get("/v2/health/live")
-    ready = svc.client.get("/v2/health/ready")
+def test_health_answers_json_bodies(oip_service: ServiceProcess) -> None:
+    live = oip_service.client.get("/v2/health/live")
+    ready = oip_service.client.get("/v2/health/ready")
     assert (live.status_code, live.json()) == (200, {"live": True})
     assert (ready.status_code, ready.json()) == (200, {"ready": True})
 
 
-def test_every_path_of_the_protocols_openapi_is_served(svc: ServiceProcess) -> None:
+def test_every_path_of_the_protocols_openapi_is_served(oip_service: ServiceProcess) -> None:
     """KServe's rest_predict_v2.yaml (the specification's list where the file is not beside the checkout): each
     path and method answers 200 here (no redirect, no 404 / 405)."""
     spec = reference("rest_predict_v2.yaml")
@@ -87,20 +74,20 @@ def test_every_path_of_the_protocols_openapi_is_served(svc: ServiceProcess) -> N
     for template, operations in paths.items():
         path = template.replace("${MODEL_NAME}", "scratch").replace("${MODEL_VERSION}", "0.1.0")
         for method in set(operations) & {"get", "post"}:
-            response = svc.client.request(method.upper(), path, json=body if method == "post" else None)
+            response = oip_service.client.request(method.upper(), path, json=body if method == "post" else None)
             assert response.status_code == 200, (method, path, response.status_code)
 
 
-def test_server_metadata(svc: ServiceProcess) -> None:
-    body = svc.client.get("/v2").json()
+def test_server_metadata(oip_service: ServiceProcess) -> None:
+    body = oip_service.client.get("/v2").json()
     assert body["name"] == "catdog"
     assert body["version"]
     assert "binary_tensor_data" in body["extensions"]
 
 
 @pytest.mark.parametrize("path", ["/v2/models/scratch", "/v2/models/scratch/versions/0.1.0"])
-def test_model_metadata(svc: ServiceProcess, path: str) -> None:
-    assert svc.client.get(path).json() == {
+def test_model_metadata(oip_service: ServiceProcess, path: str) -> None:
+    assert oip_service.client.get(path).json() == {
         "name": "scratch",
         "versions": ["0.1.0"],
         "platform": "onnxruntime_onnx",
@@ -115,13 +102,13 @@ def test_model_metadata(svc: ServiceProcess, path: str) -> None:
     }
 
 
-def test_model_ready_and_not(svc: ServiceProcess, client: triton.InferenceServerClient) -> None:
-    assert svc.client.get("/v2/models/pretrained/ready").json() == {"name": "pretrained", "ready": True}
-    assert svc.client.get("/v2/models/pretrained/versions/1.0.0/ready").status_code == 200
-    broken = svc.client.get(f"/v2/models/{BROKEN}/ready")
+def test_model_ready_and_not(oip_service: ServiceProcess, client: triton.InferenceServerClient) -> None:
+    assert oip_service.client.get("/v2/models/pretrained/ready").json() == {"name": "pretrained", "ready": True}
+    assert oip_service.client.get("/v2/models/pretrained/versions/1.0.0/ready").status_code == 200
+    broken = oip_service.client.get(f"/v2/models/{BROKEN}/ready")
     assert (broken.status_code, broken.json()) == (503, {"name": BROKEN, "ready": False})
-    assert svc.client.get("/v2/models/nope/ready").status_code == 404
-    assert svc.client.get("/v2/models/pretrained/versions/9.9.9/ready").status_code == 404
+    assert oip_service.client.get("/v2/models/nope/ready").status_code == 404
+    assert oip_service.client.get("/v2/models/pretrained/versions/9.9.9/ready").status_code == 404
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready("pretrained")
     assert not client.is_model_ready(BROKEN)
@@ -135,7 +122,7 @@ def test_model_ready_and_not(svc: ServiceProcess, client: triton.InferenceServer
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_tritonclient_images_match_predict(
-    svc: ServiceProcess, client: triton.InferenceServerClient, photos: dict[str, Path], binary: bool
+    oip_service: ServiceProcess, client: triton.InferenceServerClient, photos: dict[str, Path], binary: bool
 ) -> None:
     images = _images(photos)
     elements = images if binary else [base64.b64encode(d) for d in images]
@@ -146,23 +133,23 @@ def test_tritonclient_images_match_predict(
     probabilities = result.as_numpy("probabilities")
     assert probabilities.dtype == np.float32
     assert probabilities.shape == (3, 2)
-    expected = [predict_probabilities(svc, "scratch", d) for d in images]
+    expected = [predict_probabilities(oip_service, "scratch", d) for d in images]
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     labels = [x.decode() if isinstance(x, bytes) else x for x in result.as_numpy("label")]
     assert labels == [LABELS["scratch"][int(np.argmax(row))] for row in expected]
     assert result.get_response()["id"] == "req-7"
 
 
-def test_json_base64_with_and_without_content_type(svc: ServiceProcess) -> None:
+def test_json_base64_with_and_without_content_type(oip_service: ServiceProcess) -> None:
     data = encode(solid(BLUE), "PNG")
-    expected = predict_probabilities(svc, "pretrained", data)
+    expected = predict_probabilities(oip_service, "pretrained", data)
     for parameters in ({}, {"content_type": "base64"}):
         body = {
             "id": "abc",
             "inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [_b64(data)], **parameters}],
         }
         for headers in ({}, {"content-type": "application/json"}):
-            response = svc.client.post("/v2/models/pretrained/infer", content=json.dumps(body), headers=headers)
+            response = oip_service.client.post("/v2/models/pretrained/infer", content=json.dumps(body), headers=headers)
             assert response.status_code == 200, response.text
             assert response.headers["content-type"] == "application/json"
             answer = response.json()
@@ -173,19 +160,19 @@ def test_json_base64_with_and_without_content_type(svc: ServiceProcess) -> None:
             assert outputs["label"] == {"name": "label", "datatype": "BYTES", "shape": [1], "data": ["dog"]}
 
 
-def test_versioned_infer_and_nested_json_data(svc: ServiceProcess) -> None:
+def test_versioned_infer_and_nested_json_data(oip_service: ServiceProcess) -> None:
     body = {
         "inputs": [
             {"name": "image", "datatype": "BYTES", "shape": [2], "data": [[_b64(red_jpeg())], [_b64(red_jpeg())]]}
         ]
     }
-    response = svc.client.post("/v2/models/pretrained/versions/1.0.0/infer", json=body)
+    response = oip_service.client.post("/v2/models/pretrained/versions/1.0.0/infer", json=body)
     assert response.status_code == 200, response.text
     assert {o["name"]: o["data"] for o in response.json()["outputs"]}["label"] == ["cat", "cat"]
-    assert svc.client.post("/v2/models/pretrained/versions/2.0.0/infer", json=body).status_code == 404
+    assert oip_service.client.post("/v2/models/pretrained/versions/2.0.0/infer", json=body).status_code == 404
 
 
-def test_raw_binary_extension(svc: ServiceProcess) -> None:
+def test_raw_binary_extension(oip_service: ServiceProcess) -> None:
     """The wire format itself: a JSON header, then BYTES elements each prefixed by a little-endian u32 length;
     binary outputs come back after the JSON header with their sizes."""
     images = [red_jpeg(), encode(solid(BLUE), "PNG")]
@@ -198,7 +185,7 @@ def test_raw_binary_extension(svc: ServiceProcess) -> None:
             "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}, {"name": "label"}],
         }
     ).encode()
-    response = svc.client.post(
+    response = oip_service.client.post(
         "/v2/models/pretrained/infer",
         content=header + blob,
         headers={"Inference-Header-Content-Length": str(len(header)), "content-type": "application/octet-stream"},
@@ -210,13 +197,15 @@ def test_raw_binary_extension(svc: ServiceProcess) -> None:
     size = probabilities_meta["parameters"]["binary_data_size"]
     assert size == 2 * 3 * 4
     values = np.frombuffer(response.content[length : length + size], dtype="<f4").reshape(2, 3)
-    expected = [predict_probabilities(svc, "pretrained", d) for d in images]
+    expected = [predict_probabilities(oip_service, "pretrained", d) for d in images]
     np.testing.assert_allclose(values, expected, atol=1e-5)
     assert label_meta["data"] == ["cat", "dog"]
     assert len(response.content) == length + size
 
 
-def test_requested_outputs_filter_and_binary_default(svc: ServiceProcess, client: triton.InferenceServerClient) -> None:
+def test_requested_outputs_filter_and_binary_default(
+    oip_service: ServiceProcess, client: triton.InferenceServerClient
+) -> None:
     tensor = triton.InferInput("image", [1], "BYTES")
     tensor.set_data_from_numpy(np.array([red_jpeg()], dtype=np.object_))
     result = client.infer("pretrained", [tensor], outputs=[triton.InferRequestedOutput("label", binary_data=False)])
@@ -227,7 +216,7 @@ def test_requested_outputs_filter_and_binary_default(svc: ServiceProcess, client
         "inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [_b64(red_jpeg())]}],
         "parameters": {"binary_data_output": True},
     }
-    response = svc.client.post("/v2/models/pretrained/infer", json=body)
+    response = oip_service.client.post("/v2/models/pretrained/infer", json=body)
     length = int(response.headers["inference-header-content-length"])
     outputs = json.loads(response.content[:length])["outputs"]
     assert [o["parameters"]["binary_data_size"] for o in outputs] == [12, 4 + len(b"cat")]
@@ -235,7 +224,7 @@ def test_requested_outputs_filter_and_binary_default(svc: ServiceProcess, client
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
-def test_fp32_matches_onnx_runtime(repository: Path, client: triton.InferenceServerClient, binary: bool) -> None:
+def test_fp32_matches_onnx_runtime(oip_repository: Path, client: triton.InferenceServerClient, binary: bool) -> None:
     batch = random_batch("scratch", 3)
     tensor = triton.InferInput("input", list(batch.shape), "FP32")
     tensor.set_data_from_numpy(batch, binary_data=binary)
@@ -243,7 +232,7 @@ def test_fp32_matches_onnx_runtime(repository: Path, client: triton.InferenceSer
         "scratch", [tensor], outputs=[triton.InferRequestedOutput("probabilities", binary_data=binary)]
     )
     np.testing.assert_allclose(
-        result.as_numpy("probabilities"), onnx_probabilities(repository, "scratch", batch), atol=1e-5
+        result.as_numpy("probabilities"), onnx_probabilities(oip_repository, "scratch", batch), atol=1e-5
     )
 
 
@@ -328,18 +317,18 @@ BAD_BODIES = {
 
 
 @pytest.mark.parametrize("case", BAD_BODIES)
-def test_bad_requests_are_4xx_in_the_protocols_shape(svc: ServiceProcess, case: str) -> None:
+def test_bad_requests_are_4xx_in_the_protocols_shape(oip_service: ServiceProcess, case: str) -> None:
     body, status, hint = BAD_BODIES[case]
-    response = svc.client.post("/v2/models/pretrained/infer", content=body)
+    response = oip_service.client.post("/v2/models/pretrained/infer", content=body)
     assert response.status_code == status, response.text
     error = response.json()
     assert list(error) == ["error"] and isinstance(error["error"], str)
     assert hint in error["error"]
     assert response.headers["x-request-id"]
-    assert_oip_still_serving(svc)
+    assert_oip_still_serving(oip_service)
 
 
-def test_bad_binary_framing(svc: ServiceProcess) -> None:
+def test_bad_binary_framing(oip_service: ServiceProcess) -> None:
     header = json.dumps(
         {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 10}}]}
     ).encode()
@@ -353,19 +342,19 @@ def test_bad_binary_framing(svc: ServiceProcess) -> None:
         "data left over": ({"Inference-Header-Content-Length": str(len(header))}, header + b"x" * 12),
     }
     for name, (headers, body) in cases.items():
-        response = svc.client.post("/v2/models/pretrained/infer", content=body, headers=headers)
+        response = oip_service.client.post("/v2/models/pretrained/infer", content=body, headers=headers)
         assert response.status_code == 400, (name, response.text)
         assert "error" in response.json()
-        assert_oip_still_serving(svc)
+        assert_oip_still_serving(oip_service)
 
 
-def test_unknown_and_broken_models(svc: ServiceProcess, client: triton.InferenceServerClient) -> None:
+def test_unknown_and_broken_models(oip_service: ServiceProcess, client: triton.InferenceServerClient) -> None:
     body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [_b64(red_jpeg())]}]}
-    unknown = svc.client.post("/v2/models/nope/infer", json=body)
+    unknown = oip_service.client.post("/v2/models/nope/infer", json=body)
     assert unknown.status_code == 404
     assert "nope" in unknown.json()["error"]
-    assert svc.client.get("/v2/models/nope").status_code == 404
-    broken = svc.client.post(f"/v2/models/{BROKEN}/infer", json=body)
+    assert oip_service.client.get("/v2/models/nope").status_code == 404
+    broken = oip_service.client.post(f"/v2/models/{BROKEN}/infer", json=body)
     assert broken.status_code == 503
     assert broken.headers["retry-after"]
     assert "not ready" in broken.json()["error"]
@@ -374,21 +363,21 @@ def test_unknown_and_broken_models(svc: ServiceProcess, client: triton.Inference
     with pytest.raises(InferenceServerException) as refused:
         client.infer(BROKEN, [tensor])
     assert refused.value.status() == "503"
-    assert_oip_still_serving(svc)
+    assert_oip_still_serving(oip_service)
 
 
-def test_too_large_body_is_413(svc: ServiceProcess) -> None:
-    response = svc.client.post("/v2/models/pretrained/infer", content=b"x" * (10 * 1024 * 1024 + 1))
+def test_too_large_body_is_413(oip_service: ServiceProcess) -> None:
+    response = oip_service.client.post("/v2/models/pretrained/infer", content=b"x" * (10 * 1024 * 1024 + 1))
     assert response.status_code == 413
     assert "error" in response.json()
-    assert_oip_still_serving(svc)
+    assert_oip_still_serving(oip_service)
 
 
 # --- one data plane: metrics and the access log -------------------------------------------------------------------
 
 
-def test_metrics_and_access_log(svc: ServiceProcess) -> None:
-    response = svc.client.post(
+def test_metrics_and_access_log(oip_service: ServiceProcess) -> None:
+    response = oip_service.client.post(
         "/v2/models/pretrained/infer",
         json={
             "id": "log-me",
@@ -398,9 +387,9 @@ def test_metrics_and_access_log(svc: ServiceProcess) -> None:
     )
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "trace-123"
-    metrics = svc.client.get("/metrics").text
+    metrics = oip_service.client.get("/metrics").text
     assert 'catdog_request_duration_seconds_count{model="pretrained",protocol="oip_rest"}' in metrics
     assert 'catdog_predictions_total{label="cat",model="pretrained"}' in metrics
-    [line] = svc.wait_for_log(lambda r: r.get("request_id") == "trace-123")
+    [line] = oip_service.wait_for_log(lambda r: r.get("request_id") == "trace-123")
     assert line["path"] == "/v2/models/pretrained/infer"
     assert (line["status"], line["model"], line["oip_id"], line["label"]) == (200, "pretrained", "log-me", ["cat"])
