@@ -50,7 +50,8 @@ class Settings(BaseSettings):
         "auto",
         description="split: decode in the decode pool, then infer on the model's thread (decode of one request "
         "overlaps inference of another); direct: one request's decode and inference in one job on the model's "
-        "thread (no hand-off between threads); auto: direct on one usable CPU with batching off, else split",
+        "thread (no hand-off between threads; needs batch_max_size 1, else split runs); auto: direct on one usable "
+        "CPU, else split",
     )
     request_timeout_s: float = Field(
         30.0, gt=0, description="per-request deadline, and the cap on a client's X-Request-Timeout; past it: 504"

@@ -129,8 +129,9 @@ class Classifier:
             max_body_bytes=settings.admission_max_body_bytes,
         )
         cpus = usable_cpus()
-        direct = settings.pipeline == "direct" or (
-            settings.pipeline == "auto" and cpus == 1 and settings.batch_max_size == 1
+        # Direct jobs run one image at a time: with batching on, the split pipeline runs whatever was asked.
+        direct = settings.batch_max_size == 1 and (
+            settings.pipeline == "direct" or (settings.pipeline == "auto" and cpus == 1)
         )
         return cls(limits, metrics, decode_workers=settings.decode_workers or cpus, admission=admission, direct=direct)
 
@@ -142,7 +143,7 @@ class Classifier:
     ) -> tuple[list[np.ndarray], list[DecodedImage]]:
         """The direct pipeline: decode and inference of one image in one job on the model's inference thread
         (MicroBatcher.submit_prepared). On one core the decode pool cannot overlap anything, and each hand-off
-        between threads costs the event loop a wake-up and the GIL a switch: about 0.6 ms per small image
+        between threads costs the event loop a wake-up and the GIL a switch: about 0.3 ms per small image
         (docs/benchmarks.md). The job counts in the queued and inference stages; its decode in preprocess_seconds."""
         assert model.batcher is not None
         images: list[DecodedImage] = []
