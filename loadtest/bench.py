@@ -93,9 +93,10 @@ def process_memory_mb(pid: int) -> dict[str, float]:
 
 @contextlib.contextmanager
 def server(
-    cmd: list[str], env: dict[str, str], cpus: str, cwd: Path = REPO_ROOT
+    cmd: list[str], env: dict[str, str], cpus: str, cwd: Path = REPO_ROOT, *, stop_timeout_s: float = 20.0
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
-    """A server process pinned to `cpus`, started in `cwd` (`python -m service` imports the package found there)."""
+    """A server process pinned to `cpus`, started in `cwd` (`python -m service` imports the package found there);
+    `{port}` in `cmd` becomes a free port. On exit: SIGTERM, then SIGKILL after `stop_timeout_s`."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     full = ["taskset", "-c", cpus, *[c.replace("{port}", str(port)) for c in cmd]]
@@ -107,7 +108,7 @@ def server(
     finally:
         proc.terminate()
         try:
-            proc.wait(20)
+            proc.wait(stop_timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from loadtest import loadgen
-from loadtest.bench import _free_port, _parse_cpus, _wait_ready, make_images, process_memory_mb
+from loadtest.bench import _parse_cpus, make_images, process_memory_mb, server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("large", "small", "mixed", "two-models")
@@ -272,21 +272,11 @@ class Sampler:
 
 @contextlib.contextmanager
 def serve(checkout: Path, env: dict[str, str], cpus: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = ["taskset", "-c", cpus, sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port"]
+    """`catdog serve` of `checkout` (its package first on PYTHONPATH) pinned to `cpus`."""
+    cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
     python_path = os.pathsep.join(filter(None, [str(checkout), os.environ.get("PYTHONPATH")]))
-    full_env = {**os.environ, "PYTHONPATH": python_path, **env}
-    proc = subprocess.Popen([*cmd, str(port)], env=full_env, cwd=checkout, stdout=subprocess.DEVNULL)
-    try:
-        _wait_ready(url, proc)
+    with server(cmd, {"PYTHONPATH": python_path, **env}, cpus, cwd=checkout, stop_timeout_s=30) as (url, proc, _):
         yield url, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def run_variant(args: argparse.Namespace, variant: str, images: dict[str, list[Path]]) -> dict[str, Any]:

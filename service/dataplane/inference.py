@@ -65,9 +65,8 @@ class Classifier:
         """Decode every image first (one bad file fails the request before any inference), then run them
         through the model's batcher concurrently. Raises the service's errors for bad input or overload.
         With a permit, each stage is counted and work past its deadline is dropped before it starts."""
-        assert model.card is not None
         assert model.batcher is not None
-        card, batcher = model.card, model.batcher
+        batcher = model.batcher
         if self.direct and len(uploads) == 1 and batcher.max_batch_size == 1:
             rows, images = await self._decode_and_run(model, uploads[0], permit)
         else:
@@ -78,16 +77,10 @@ class Classifier:
                 )
             rows = await asyncio.gather(*(batcher.submit(tensor, permit) for tensor, _ in decoded))
             images = [image for _, image in decoded]
-        predictions = []
-        for image, row, upload in zip(images, rows, uploads, strict=True):
-            try:
-                answer = decide(row, card.labels, is_logits=card.output.kind == "logits", decision=card.decision)
-            except ValueError as exc:
-                raise InferenceFailed(f"model {model.name!r} gave an unusable output: {exc}") from None
-            self.metrics.predictions.labels(model.name, answer.label).inc()
-            self.metrics.confidence.labels(model.name).observe(answer.confidence)
-            predictions.append(Prediction(answer, image, upload.filename))
-        return predictions
+        return [
+            Prediction(self._answer(model, row), image, upload.filename)
+            for image, row, upload in zip(images, rows, uploads, strict=True)
+        ]
 
     async def classify_tensors(
         self, model: ServedModel, batch: np.ndarray, permit: Permit | None = None
@@ -107,16 +100,20 @@ class Classifier:
         if not np.isfinite(batch).all():
             raise MalformedRequest("the input tensor holds NaN or infinite values")
         rows = await asyncio.gather(*(batcher.submit(tensor, permit) for tensor in batch))
-        answers = []
-        for row in rows:
-            try:
-                answer = decide(row, card.labels, is_logits=card.output.kind == "logits", decision=card.decision)
-            except ValueError as exc:
-                raise InferenceFailed(f"model {model.name!r} gave an unusable output: {exc}") from None
-            self.metrics.predictions.labels(model.name, answer.label).inc()
-            self.metrics.confidence.labels(model.name).observe(answer.confidence)
-            answers.append(answer)
-        return answers
+        return [self._answer(model, row) for row in rows]
+
+    def _answer(self, model: ServedModel, row: np.ndarray) -> Answer:
+        """One output row -> the card's decision, counted in the prediction metrics; an unusable row is the
+        model's failure (500), never the client's."""
+        assert model.card is not None
+        card = model.card
+        try:
+            answer = decide(row, card.labels, is_logits=card.output.kind == "logits", decision=card.decision)
+        except ValueError as exc:
+            raise InferenceFailed(f"model {model.name!r} gave an unusable output: {exc}") from None
+        self.metrics.predictions.labels(model.name, answer.label).inc()
+        self.metrics.confidence.labels(model.name).observe(answer.confidence)
+        return answer
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: ServiceMetrics) -> Classifier:
