@@ -13,16 +13,14 @@ import structlog
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.dataplane.inference import Classifier
-from service.dataplane.repository import ModelRepository
+from service.dataplane.dataplane import DataPlane
 from service.dataplane.runtime import resolve_providers
 from service.errors import StartupError
 from service.grpc.server import GrpcServer
-from service.lifecycle import Lifecycle, Phase
 from service.observability import LATENCY_BUCKETS, ServiceMetrics, configure_logging
-from service.oip.protocol import OpenInference
 from service.rest.admission import AdmissionMiddleware
-from service.rest.middleware import HttpMetrics, RequestContextMiddleware, register_error_handlers
+from service.rest.errors import register_error_handlers
+from service.rest.middleware import HttpMetrics, RequestContextMiddleware
 from service.rest.routes import health, models, predict, ui, v2
 from service.rest.routes.docs import mount_docs
 from service.settings import Settings
@@ -34,12 +32,9 @@ log = structlog.get_logger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
-    metrics = ServiceMetrics()
-    repository = ModelRepository(settings, metrics)
-    classifier = Classifier.from_settings(settings, metrics)
-    lifecycle = Lifecycle()
-    oip = OpenInference(settings, repository, classifier, lifecycle, metrics)
-    grpc_server = GrpcServer(settings, oip, lifecycle) if settings.grpc_enabled else None
+    data_plane = DataPlane.from_settings(settings)
+    repository, metrics = data_plane.repository, data_plane.metrics
+    grpc_server = GrpcServer(data_plane) if settings.grpc_enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,23 +45,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             model_dir=str(settings.model_dir),
             models=list(repository.models),
             providers=settings.providers,
-            pipeline="direct" if classifier.direct else "split",
+            pipeline="direct" if data_plane.classifier.direct else "split",
             version=package_version(),
         )
         if grpc_server is not None:
             await grpc_server.start()  # same process and event loop: it shares the data plane
-        loader = asyncio.create_task(_load_models(repository, lifecycle), name="load-models")
+        loader = asyncio.create_task(_load_models(data_plane), name="load-models")
         try:
             yield
         finally:
-            lifecycle.begin_drain()
+            data_plane.lifecycle.begin_drain()
             if grpc_server is not None:
                 await grpc_server.stop()  # running calls finish within the drain budget
             loader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
-            await repository.stop()
-            classifier.close()
+            await data_plane.close()
             log.info("stopped")
 
     docs = settings.docs_enabled
@@ -80,22 +74,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
-    app.state.settings = settings
-    app.state.repository = repository
-    app.state.metrics = metrics
-    app.state.lifecycle = lifecycle
-    app.state.classifier = classifier
-    app.state.oip = oip
-    app.state.grpc_server = grpc_server
-
-    register_error_handlers(app, metrics)
+    # Every adapter is built from the one data plane; nothing is fetched from app.state.
+    register_error_handlers(app, data_plane)
     for router in (predict.router, models.router, health.router, ui.router, v2.router):
-        app.include_router(router)
+        app.include_router(router(data_plane))
     if docs:
         mount_docs(app, settings.docs_path, "/openapi.json")
     http_metrics = _instrument(app, settings, metrics) if settings.metrics_enabled else None
-    app.add_middleware(AdmissionMiddleware)  # in front of routing: a refusal costs no routing or dependencies
-    app.add_middleware(RequestContextMiddleware, http_metrics=http_metrics)
+    # In front of routing: a refusal costs no routing or dependencies.
+    app.add_middleware(AdmissionMiddleware, data_plane=data_plane)
+    app.add_middleware(
+        RequestContextMiddleware, settings=settings, lifecycle=data_plane.lifecycle, http_metrics=http_metrics
+    )
     return app
 
 
@@ -111,13 +101,11 @@ def _instrument(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> Ht
     return HttpMetrics(metrics.registry, LATENCY_BUCKETS, excluded)
 
 
-async def _load_models(repository: ModelRepository, lifecycle: Lifecycle) -> None:
+async def _load_models(data_plane: DataPlane) -> None:
     try:
-        await repository.load_all()
+        await data_plane.load()
     except StartupError as exc:
         # The session refused the provider the operator asked for: serving on anything else would lie.
         log.critical("startup_failed", error=str(exc))
         logging.shutdown()
         os._exit(3)
-    if lifecycle.phase is Phase.STARTING:
-        lifecycle.phase = Phase.SERVING

@@ -112,22 +112,21 @@ def _http_protocol() -> Any:
 
 
 async def _predict(settings: Settings, model_name: str, images: list[Path], *, as_json: bool) -> int:
-    """The service's own path (repository, batcher, imaging, postprocess) without HTTP."""
-    from service.dataplane.inference import Classifier, Upload
-    from service.dataplane.repository import ModelRepository
-    from service.observability import ServiceMetrics, configure_logging
+    """The service's own path (the DataPlane: repository, limits, batcher, imaging, postprocess) without HTTP."""
+    from service.dataplane.dataplane import DataPlane
+    from service.dataplane.inference import Upload
+    from service.observability import configure_logging
 
     configure_logging("warning", "console")
-    repository = ModelRepository(settings, ServiceMetrics())
-    repository.discover(only=model_name)
-    await repository.load_all()
-    classifier = Classifier.from_settings(settings, repository.metrics)
+    data_plane = DataPlane.from_settings(settings)
+    data_plane.repository.discover(only=model_name)
     failures = 0
     try:
-        model = repository.get(model_name)
+        await data_plane.load()
+        model = data_plane.model_for_work(model_name)
         for path in images:
             try:
-                [prediction] = await classifier.classify(model, [Upload(path.read_bytes(), path.name)])
+                [prediction] = await data_plane.classify(model, [Upload(path.read_bytes(), path.name)])
             except (CatdogError, OSError) as exc:
                 failures += 1
                 print(f"{path}: error: {exc}", file=sys.stderr)
@@ -152,8 +151,7 @@ async def _predict(settings: Settings, model_name: str, images: list[Path], *, a
         print(f"catdog: {exc}", file=sys.stderr)
         return 2
     finally:
-        classifier.close()
-        await repository.stop()
+        await data_plane.close()
     return 1 if failures else 0
 
 

@@ -42,9 +42,7 @@ import contextlib
 import enum
 import heapq
 import math
-import os
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -52,29 +50,13 @@ from types import TracebackType
 
 from prometheus_client import Counter, Gauge
 
-from service.errors import DeadlineExceeded, MalformedRequest, Overloaded
+from service.errors import DeadlineExceeded, Overloaded
 from service.observability import ServiceMetrics
 
 WINDOW_S = 0.5  # throughput is sampled over windows at least this long (and with at least one completion)
 SMOOTHING_S = 1.5  # time constant of the throughput's moving average: a change is followed within seconds
 MAX_RETRY_AFTER_S = 30
 MAX_WAITING_TRACKED = 10_000  # refused clients remembered (a client that ignores Retry-After counts each time)
-
-
-WORKER_NICE = 19  # decode and inference threads yield the core to the event loop (see lower_thread_priority)
-
-
-def lower_thread_priority() -> None:
-    """Run the calling thread (a decode or inference worker) at a lower priority than the event loop.
-
-    On a core shared by the loop, the decode pool and the inference thread, the kernel would give the loop a
-    third of it while the workers are busy: the crowd's refusals, the probes and /metrics would queue behind
-    decoding. Niced by WORKER_NICE, the workers still get all the CPU the loop does not use (the loop needs
-    little: a refusal costs a fraction of a millisecond), so goodput stays; the door answers first. Linux
-    applies the nice value per thread; elsewhere, or where it is not allowed, this does nothing."""
-    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
 
 
 class Stage(enum.StrEnum):
@@ -105,19 +87,6 @@ class Deadline:
 
     def expired(self, clock: Callable[[], float] = time.monotonic) -> bool:
         return clock() >= self.expires_at
-
-
-def parse_timeout(value: str | None) -> float | None:
-    """A client's timeout header in seconds (`X-Request-Timeout: 2.5`); absent -> None; nonsense -> 400."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise MalformedRequest(f"X-Request-Timeout must be a positive number of seconds, not {value[:40]!r}")
-    return seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ from typing import Protocol
 import numpy as np
 import structlog
 
-from service.dataplane.admission import Permit, Stage, lower_thread_priority
+from service.dataplane.admission import Permit, Stage
+from service.dataplane.threads import lower_thread_priority
 from service.errors import CatdogError, DeadlineExceeded, Draining, InferenceFailed, Overloaded
 
 log = structlog.get_logger(__name__)

@@ -1,23 +1,24 @@
-"""The protocol-free data plane: images in, answers out. Routes and `catdog predict` both go through
-`Classifier.classify`, so the CLI exercises exactly the service's path."""
+"""Images or tensors in, answers out, for a model that is ready: the decode pool, the batcher and the decision.
+Reached through the DataPlane (service/dataplane/dataplane.py), which checks the request's limits first, so the
+routes, the gRPC servicer and `catdog predict` all exercise exactly this path."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from service.dataplane.admission import Admission, Deadline, Permit, Stage, lower_thread_priority
+from service.dataplane.admission import Permit, Stage
 from service.dataplane.imaging import DecodedImage, ImageLimits, load_tensor
 from service.dataplane.postprocess import Answer, decide
-from service.dataplane.repository import ServedModel
+from service.dataplane.repository import ReadyModel
 from service.dataplane.runtime import usable_cpus
-from service.errors import DeadlineExceeded, InferenceFailed, MalformedRequest
+from service.dataplane.threads import lower_thread_priority
+from service.errors import InferenceFailed
 from service.observability import ServiceMetrics
 from service.settings import Settings
 
@@ -39,33 +40,29 @@ class Prediction:
 
 class Classifier:
     """Decodes on a bounded pool of its own (each decode may hold a `max_pixels` image, so the pool size
-    bounds decode memory under a flood), then hands tensors to the model's batcher. `admission` is the door
-    every adapter passes first (service/dataplane/admission.py)."""
+    bounds decode memory under a flood), then hands tensors to the model's batcher."""
 
     def __init__(
         self,
         limits: ImageLimits,
         metrics: ServiceMetrics,
         decode_workers: int,
-        admission: Admission | None = None,
         *,
         direct: bool = False,
     ) -> None:
         self.limits = limits
         self.metrics = metrics
-        self.admission = admission or Admission(metrics)
         self.direct = direct
         self._pool = ThreadPoolExecutor(
             max_workers=decode_workers, thread_name_prefix="decode", initializer=lower_thread_priority
         )
 
     async def classify(
-        self, model: ServedModel, uploads: list[Upload], permit: Permit | None = None
+        self, model: ReadyModel, uploads: list[Upload], permit: Permit | None = None
     ) -> list[Prediction]:
         """Decode every image first (one bad file fails the request before any inference), then run them
         through the model's batcher concurrently. Raises the service's errors for bad input or overload.
         With a permit, each stage is counted and work past its deadline is dropped before it starts."""
-        assert model.batcher is not None
         batcher = model.batcher
         if self.direct and len(uploads) == 1 and batcher.max_batch_size == 1:
             rows, images = await self._decode_and_run(model, uploads[0], permit)
@@ -83,29 +80,17 @@ class Classifier:
         ]
 
     async def classify_tensors(
-        self, model: ServedModel, batch: np.ndarray, permit: Permit | None = None
+        self, model: ReadyModel, batch: np.ndarray, permit: Permit | None = None
     ) -> list[Answer]:
-        """Clients that preprocess themselves (the Open Inference Protocol's FP32 input): a float32
-        [N, 3, H, W] batch in the card's input size goes through the same batcher, decision and metrics as
-        decoded images, one row each. A wrong shape or dtype raises MalformedRequest (400)."""
-        assert model.card is not None
-        assert model.batcher is not None
-        card, batcher = model.card, model.batcher
-        expected = (3, card.input.height, card.input.width)
-        if batch.dtype != np.float32 or batch.ndim != 4 or batch.shape[1:] != expected or not batch.shape[0]:
-            raise MalformedRequest(
-                f"model {model.name!r} takes float32 [-1, {', '.join(map(str, expected))}], "
-                f"not {batch.dtype} {list(batch.shape)}"
-            )
-        if not np.isfinite(batch).all():
-            raise MalformedRequest("the input tensor holds NaN or infinite values")
-        rows = await asyncio.gather(*(batcher.submit(tensor, permit) for tensor in batch))
+        """Clients that preprocess themselves (the Open Inference Protocol's FP32 input): a float32 batch in the
+        card's input size (checked by the DataPlane) goes through the same batcher, decision and metrics as
+        decoded images, one row each."""
+        rows = await asyncio.gather(*(model.batcher.submit(tensor, permit) for tensor in batch))
         return [self._answer(model, row) for row in rows]
 
-    def _answer(self, model: ServedModel, row: np.ndarray) -> Answer:
+    def _answer(self, model: ReadyModel, row: np.ndarray) -> Answer:
         """One output row -> the card's decision, counted in the prediction metrics; an unusable row is the
         model's failure (500), never the client's."""
-        assert model.card is not None
         card = model.card
         try:
             answer = decide(row, card.labels, is_logits=card.output.kind == "logits", decision=card.decision)
@@ -118,31 +103,23 @@ class Classifier:
     @classmethod
     def from_settings(cls, settings: Settings, metrics: ServiceMetrics) -> Classifier:
         limits = ImageLimits(settings.max_upload_bytes, settings.max_image_pixels, settings.max_frames)
-        admission = Admission(
-            metrics,
-            target_latency_s=settings.admission_target_latency_s,
-            min_limit=settings.admission_min_limit,
-            max_limit=settings.admission_max_limit,
-            max_body_bytes=settings.admission_max_body_bytes,
-        )
         cpus = usable_cpus()
         # Direct jobs run one image at a time: with batching on, the split pipeline runs whatever was asked.
         direct = settings.batch_max_size == 1 and (
             settings.pipeline == "direct" or (settings.pipeline == "auto" and cpus == 1)
         )
-        return cls(limits, metrics, decode_workers=settings.decode_workers or cpus, admission=admission, direct=direct)
+        return cls(limits, metrics, decode_workers=settings.decode_workers or cpus, direct=direct)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _decode_and_run(
-        self, model: ServedModel, upload: Upload, permit: Permit | None
+        self, model: ReadyModel, upload: Upload, permit: Permit | None
     ) -> tuple[list[np.ndarray], list[DecodedImage]]:
         """The direct pipeline: decode and inference of one image in one job on the model's inference thread
         (MicroBatcher.submit_prepared). On one core the decode pool cannot overlap anything, and each hand-off
         between threads costs the event loop a wake-up and the GIL a switch: about 0.3 ms per small image
         (docs/benchmarks.md). The job counts in the queued and inference stages; its decode in preprocess_seconds."""
-        assert model.batcher is not None
         images: list[DecodedImage] = []
 
         def prepare() -> np.ndarray:
@@ -154,9 +131,8 @@ class Classifier:
         return [row], images
 
     def _prepare(
-        self, model: ServedModel, upload: Upload, permit: Permit | None = None
+        self, model: ReadyModel, upload: Upload, permit: Permit | None = None
     ) -> tuple[np.ndarray, DecodedImage]:
-        assert model.card is not None
         if permit is not None:
             permit.check(Stage.DECODING)  # waited in the pool past its deadline: not decoded for nobody
         started = time.perf_counter()
@@ -165,36 +141,3 @@ class Classifier:
         self.metrics.image_bytes.labels(model.name).observe(image.num_bytes)
         self.metrics.image_pixels.labels(model.name).observe(image.width * image.height)
         return tensor, image
-
-
-@contextlib.asynccontextmanager
-async def inference_span(
-    classifier: Classifier,
-    settings: Settings,
-    model: str,
-    protocol: str,
-    *,
-    permit: Permit | None = None,
-    timeout_s: float | None = None,
-    body_bytes: int | None = None,
-) -> AsyncIterator[Permit]:
-    """One inference request's span, its body's reading included, the same for every protocol: admission (unless
-    the adapter's door already admitted it and passes its permit), the in-flight gauge, the request duration by
-    protocol, and the deadline (request_timeout_s, shortened by the client's: X-Request-Timeout, a gRPC deadline)."""
-    cap = settings.request_timeout_s
-    if permit is None:
-        size = settings.max_upload_bytes if body_bytes is None else body_bytes
-        permit = classifier.admission.admit(model, Deadline.within(timeout_s, cap=cap), body_bytes=size)
-    in_flight = classifier.metrics.in_flight.labels(model)
-    in_flight.inc()
-    started = time.perf_counter()
-    try:
-        with permit:
-            async with asyncio.timeout(permit.deadline.remaining()):
-                yield permit
-    except TimeoutError:
-        budget = cap if timeout_s is None else min(timeout_s, cap)
-        raise DeadlineExceeded(f"no answer within {budget:g} s") from None
-    finally:
-        in_flight.dec()
-        classifier.metrics.request_seconds.labels(model, protocol).observe(time.perf_counter() - started)

@@ -25,8 +25,32 @@ log = structlog.get_logger(__name__)
 Status = Literal["loading", "ready", "failed"]
 
 
+@dataclass(frozen=True, slots=True)
+class ReadyModel:
+    """A model that can take work, every part of it present: what a request holds for its whole life. The
+    repository hands out this reference, never its slot, so a later version loaded beside it (or swapped in)
+    cannot change a request already under way."""
+
+    name: str
+    card: ModelCard
+    runtime: OnnxModel = field(repr=False)
+    batcher: MicroBatcher = field(repr=False)
+    precision: Precision
+    sha256: str
+
+    @property
+    def version(self) -> str:
+        return self.card.version
+
+    @property
+    def provider(self) -> str:
+        return self.runtime.provider
+
+
 @dataclass
 class ServedModel:
+    """A repository slot, whatever its state: what /readyz and /v1/models describe. Work goes to `serving`."""
+
     name: str
     folder: Path
     status: Status = "loading"
@@ -35,7 +59,7 @@ class ServedModel:
     sha256: str | None = None
     precision: Precision | None = None
     runtime: OnnxModel | None = field(default=None, repr=False)
-    batcher: MicroBatcher | None = field(default=None, repr=False)
+    serving: ReadyModel | None = field(default=None, repr=False)
 
     @property
     def provider(self) -> str | None:
@@ -68,35 +92,36 @@ class ModelRepository:
         await asyncio.gather(*(asyncio.to_thread(self._load, m, providers) for m in self.models.values()))
         for model in self.models.values():
             # Marked ready only here, with its batcher running, so /readyz never runs ahead of /predict.
-            if model.status == "loading" and model.runtime is not None and model.card is not None:
-                model.batcher = MicroBatcher(
-                    model.name,
-                    model.runtime.run,
-                    max_batch_size=self.settings.batch_max_size,
-                    max_wait_s=self.settings.batch_max_wait_ms / 1000,
-                    queue_max=self.settings.queue_max,
-                    observer=self.metrics.for_model(model.name),
-                )
-                model.batcher.start()
-                model.status = "ready"
-                log.info(
-                    "model_ready",
-                    model=model.name,
-                    version=model.card.version,
-                    provider=model.provider,
-                    sha256=model.sha256,
-                    precision=model.precision,
-                )
-                self.metrics.model_ready.labels(model.name).set(1)
-                self.metrics.model_info.labels(
-                    model.name, model.card.version, model.sha256 or "", model.provider or "", model.precision or ""
-                ).set(1)
+            runtime, card, precision, sha256 = model.runtime, model.card, model.precision, model.sha256
+            if model.status != "loading" or runtime is None or card is None or precision is None or sha256 is None:
+                continue
+            batcher = MicroBatcher(
+                model.name,
+                runtime.run,
+                max_batch_size=self.settings.batch_max_size,
+                max_wait_s=self.settings.batch_max_wait_ms / 1000,
+                queue_max=self.settings.queue_max,
+                observer=self.metrics.for_model(model.name),
+            )
+            batcher.start()
+            model.serving = ReadyModel(model.name, card, runtime, batcher, precision, sha256)
+            model.status = "ready"
+            log.info(
+                "model_ready",
+                model=model.name,
+                version=card.version,
+                provider=runtime.provider,
+                sha256=sha256,
+                precision=precision,
+            )
+            self.metrics.model_ready.labels(model.name).set(1)
+            self.metrics.model_info.labels(model.name, card.version, sha256, runtime.provider, precision).set(1)
         log.info("models_loaded", ready=self.ready_names(), failed=self.failures())
 
     async def stop(self) -> None:
         for model in self.models.values():
-            if model.batcher is not None:
-                await model.batcher.stop()
+            if model.serving is not None:
+                await model.serving.batcher.stop()
 
     def _load(self, model: ServedModel, providers: list[str]) -> None:
         try:
@@ -118,7 +143,7 @@ class ModelRepository:
                 intra_op_threads=self.settings.intra_op_threads,
                 inter_op_threads=self.settings.inter_op_threads,
             )
-            self._warm_up(model)
+            self._warm_up(model.card, model.runtime)
         except StartupError:
             raise
         except FileNotFoundError as exc:
@@ -130,32 +155,35 @@ class ModelRepository:
         except Exception as exc:
             self._fail(model, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
 
-    def _warm_up(self, model: ServedModel) -> None:
+    def _warm_up(self, card: ModelCard, runtime: OnnxModel) -> None:
         """Run blank batches through the graph: first-run allocations happen now, and a graph whose output
         does not fit the card fails here rather than on a client's request."""
-        assert model.card is not None and model.runtime is not None
-        shape = (3, model.card.input.height, model.card.input.width)
+        shape = (3, card.input.height, card.input.width)
         sizes = sorted({1, self.settings.batch_max_size})
         for _ in range(self.settings.warmup_runs):
             for size in sizes:
-                out = model.runtime.run(np.zeros((size, *shape), dtype=np.float32))
-                if out.shape != (size, len(model.card.labels)):
-                    raise ValueError(
-                        f"output shape {out.shape} does not match {len(model.card.labels)} labels in model.json"
-                    )
+                out = runtime.run(np.zeros((size, *shape), dtype=np.float32))
+                if out.shape != (size, len(card.labels)):
+                    raise ValueError(f"output shape {out.shape} does not match {len(card.labels)} labels in model.json")
 
     def _fail(self, model: ServedModel, reason: str) -> None:
         model.status, model.error, model.runtime = "failed", reason, None
         log.error("model_failed", model=model.name, reason=reason)
 
-    def get(self, name: str) -> ServedModel:
+    def known(self, name: str) -> ServedModel:
+        """The slot named `name`, in any state; ModelNotFound (404) when the repository has none."""
         model = self.models.get(name)
         if model is None:
             raise ModelNotFound(f"no model named {name!r}; see GET /v1/models")
-        if model.status != "ready" or model.batcher is None:
+        return model
+
+    def get(self, name: str) -> ReadyModel:
+        """The model that serves `name` now: ModelNotFound (404), or NotReady (503) while loading or failed."""
+        model = self.known(name)
+        if model.serving is None:
             detail = model.error or "still loading"
             raise NotReady(f"model {name!r} is not ready: {detail}")
-        return model
+        return model.serving
 
     def ready_names(self) -> list[str]:
         return [m.name for m in self.models.values() if m.status == "ready"]

@@ -28,11 +28,9 @@ import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from service.dataplane.dataplane import DataPlane
 from service.errors import StartupError
 from service.grpc.servicer import add_to_server
-from service.lifecycle import Lifecycle
-from service.oip.protocol import OpenInference
-from service.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -46,14 +44,13 @@ class ReadinessHealth(health_aio.HealthServicer):
     """grpc.health.v1 answered from the service's readiness on every Check (never stale); Watch streams are fed
     by a poller."""
 
-    def __init__(self, oip: OpenInference) -> None:
+    def __init__(self, data_plane: DataPlane) -> None:
         super().__init__()
-        self.oip = oip
+        self.data_plane = data_plane
 
     def status(self) -> Any:
-        return (
-            health_pb2.HealthCheckResponse.SERVING if self.oip.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
+        serving = self.data_plane.ready()
+        return health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
 
     async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if request.service == LIVENESS:
@@ -81,10 +78,10 @@ class ReadinessHealth(health_aio.HealthServicer):
 
 
 class GrpcServer:
-    def __init__(self, settings: Settings, oip: OpenInference, lifecycle: Lifecycle) -> None:
-        self.settings = settings
-        self.oip = oip
-        self.lifecycle = lifecycle
+    def __init__(self, data_plane: DataPlane) -> None:
+        self.data_plane = data_plane
+        self.settings = data_plane.settings
+        self.lifecycle = data_plane.lifecycle
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -99,8 +96,8 @@ class GrpcServer:
                 ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
             ]
         )
-        add_to_server(self.oip, server)
-        health = ReadinessHealth(self.oip)
+        add_to_server(self.data_plane, server)
+        health = ReadinessHealth(self.data_plane)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         address = f"{host}:{settings.grpc_port}"

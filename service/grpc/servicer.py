@@ -1,47 +1,37 @@
-"""`inference.GRPCInferenceService` over service/oip/protocol.py. Tensors arrive in `raw_input_contents` (one
-entry per input, in order) or in each input's typed `contents`; outputs always leave in `raw_output_contents`
-(tritonclient reads FP32 outputs only from there). Errors map to gRPC status codes (service/oip/errors.py);
-each call writes one access log line like an HTTP request."""
+"""`inference.GRPCInferenceService` over the DataPlane (and service/oip/protocol.py for the protocol's terms).
+Tensors arrive in `raw_input_contents` (one entry per input, in order) or in each input's typed `contents`;
+outputs always leave in `raw_output_contents` (tritonclient reads FP32 outputs only from there). Errors leave by
+service/grpc/errors.py; each call writes the same access line as an HTTP request (service/access.py)."""
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
 import numpy as np
-import structlog
 
+from service.access import log_access, request_id
+from service.dataplane.dataplane import DataPlane
 from service.errors import CatdogError, MalformedRequest
 from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
-from service.oip.errors import count_rejection, grpc_code
+from service.grpc.errors import abort, grpc_code
 from service.oip.protocol import OpenInference
 from service.oip.tensors import BYTES, FP32, InferInput, InferRequest, RequestedOutput, check_shape, decode_raw
 
-access_log = structlog.get_logger("catdog.access")
 PROTOCOL = "oip_grpc"
 SERVICE = "/inference.GRPCInferenceService/"
-_VALID_ID = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
 
 T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _request_id(context: Context, offered: str = "") -> str:
-    """The client's x-request-id metadata, else the request's OIP `id`, when sane; else a new one."""
-    metadata = dict(context.invocation_metadata() or ())
-    for candidate in (metadata.get("x-request-id"), offered):
-        if isinstance(candidate, str) and 0 < len(candidate) <= 128 and set(candidate) <= _VALID_ID:
-            return candidate
-    return uuid.uuid4().hex
-
-
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, oip: OpenInference) -> None:
-        self.oip = oip
+    def __init__(self, data_plane: DataPlane) -> None:
+        self.data_plane = data_plane
+        self.oip = OpenInference(data_plane)
 
     async def _call(
         self,
@@ -54,8 +44,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> T:
         """Run one RPC: request id, access line, and the error taxonomy -> gRPC status."""
         started = time.perf_counter()
-        request_id = _request_id(context, offered_id)
-        await context.send_initial_metadata((("x-request-id", request_id),))
+        metadata = dict(context.invocation_metadata() or ())
+        # The client's x-request-id metadata, else the request's OIP `id`, when sane; else a new one.
+        rid = request_id(metadata.get("x-request-id"), offered_id)
+        await context.send_initial_metadata((("x-request-id", rid),))
         fields: dict[str, Any] = {"model": model} if model else {}
         status = grpc.StatusCode.OK
         try:
@@ -63,35 +55,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except CatdogError as exc:
             status = grpc_code(exc)
             fields["error"] = exc.code
-            count_rejection(self.oip.metrics, model, exc)
-            if exc.retry_after_s:
-                context.set_trailing_metadata((("retry-after", str(exc.retry_after_s)),))
-            await context.abort(status, exc.message)
-            raise  # unreachable: abort raises
+            await abort(context, self.data_plane, model, exc)
         finally:
-            access_log.info(
-                "request",
-                request_id=request_id,
-                method="GRPC",
-                path=SERVICE + method,
-                status=status.name,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                client=_peer(context),
-                **fields,
-            )
+            seconds = time.perf_counter() - started
+            log_access(rid, "GRPC", SERVICE + method, status.name, seconds, _peer(context), fields)
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> Any:
-        return pb.ServerLiveResponse(live=self.oip.live())
+        return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Context) -> Any:
-        return pb.ServerReadyResponse(ready=self.oip.ready())
+        return pb.ServerReadyResponse(ready=self.data_plane.ready())
 
     async def ServerMetadata(self, request: pb.ServerMetadataRequest, context: Context) -> Any:
         return pb.ServerMetadataResponse(**self.oip.server_metadata())
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> Any:
         async def handle(fields: dict[str, Any]) -> Any:
-            return pb.ModelReadyResponse(ready=self.oip.model_ready(request.name, request.version or None))
+            return pb.ModelReadyResponse(ready=self.data_plane.model_ready(request.name, request.version or None))
 
         return await self._call("ModelReady", context, handle, model=request.name)
 
@@ -111,13 +91,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Context) -> Any:
         async def handle(fields: dict[str, Any]) -> Any:
-            oip = self.oip
-            model = oip.model_for_inference(request.model_name, request.model_version or None)
+            """Parse, admit, read, classify, encode (the body is already read: grpc parsed the message)."""
+            data_plane = self.data_plane
+            model = data_plane.model_for_work(request.model_name, request.model_version or None)
             # Admitted with the client's gRPC deadline as the request's (capped by request_timeout_s).
             timeout = context.time_remaining()
-            async with oip.request(model, PROTOCOL, timeout_s=timeout, body_bytes=request.ByteSize()) as permit:
+            span = data_plane.span(model, PROTOCOL, timeout_s=timeout, body_bytes=request.ByteSize())
+            async with span as permit:
                 infer_request = parse_model_infer(request)
-                answer = await oip.infer(model, infer_request, permit, fields.update)
+                answer = await self.oip.infer(model, infer_request, permit, fields.update)
             if request.id:
                 fields["oip_id"] = request.id
             response = pb.ModelInferResponse(
@@ -168,5 +150,5 @@ def _peer(context: Context) -> str:
     return peer
 
 
-def add_to_server(oip: OpenInference, server: grpc.aio.Server) -> None:
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(oip), server)  # type: ignore[no-untyped-call]
+def add_to_server(data_plane: DataPlane, server: grpc.aio.Server) -> None:
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(data_plane), server)  # type: ignore[no-untyped-call]

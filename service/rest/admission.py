@@ -18,28 +18,21 @@ since the server cannot otherwise tell whether body bytes will follow.
 
 from __future__ import annotations
 
-import json
 import re
-from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.dataplane.admission import Deadline, Permit, parse_timeout
-from service.errors import CatdogError, Overloaded, error_body
-from service.oip.errors import error_json
+from service.dataplane.admission import Permit
+from service.dataplane.dataplane import DataPlane
+from service.errors import CatdogError, Overloaded
+from service.rest.errors import refuse
+from service.rest.requests import declared_body_bytes, header, parse_timeout, route_path
 
 PERMIT_KEY = "admission_permit"
 # catdog's own routes and the Open Inference Protocol's infer (with or without a version).
 INFERENCE_PATH = re.compile(
     r"^/(?:predict/(?P<seed>[^/]+)|v1/models/(?P<v1>[^/]+)/predict|v2/models/(?P<v2>[^/]+)(?:/versions/[^/]+)?/infer)$"
 )
-
-
-def declared_body_bytes(content_length: bytes | str | None, limit: int) -> int:
-    """What an admitted request's body will hold in memory, for admission's byte budget: its Content-Length capped
-    by the upload limit (a longer body gets 413 as it is read), or the limit when it declares none (chunked)."""
-    value = content_length.decode("latin-1") if isinstance(content_length, bytes) else content_length
-    return min(int(value), limit) if value is not None and value.isdigit() else limit
 
 
 def permit_of(scope: Scope) -> Permit | None:
@@ -49,70 +42,37 @@ def permit_of(scope: Scope) -> Permit | None:
 
 
 class AdmissionMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, data_plane: DataPlane) -> None:
         self.app = app
+        self.data_plane = data_plane
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        match = INFERENCE_PATH.match(_route_path(scope))
-        state: Any = getattr(scope.get("app"), "state", None)
-        if match is None or state is None:
+        match = INFERENCE_PATH.match(route_path(scope))
+        if match is None:
             await self.app(scope, receive, send)
             return
         name = match.group("seed") or match.group("v1") or match.group("v2")
-        model = state.repository.models.get(name)
-        if model is None or model.status != "ready" or state.lifecycle.draining:
+        data_plane = self.data_plane
+        if not data_plane.takes_work(name):
             await self.app(scope, receive, send)  # the route answers 404 / 503 not_ready / 503 draining
             return
-        settings = state.settings
-        headers = dict(scope["headers"])
         try:
-            timeout = parse_timeout(_text(headers.get(b"x-request-timeout")))
+            timeout = parse_timeout(header(scope, b"x-request-timeout"))
         except CatdogError:
             await self.app(scope, receive, send)  # the route answers the 400
             return
-        body_bytes = declared_body_bytes(headers.get(b"content-length"), settings.max_upload_bytes)
-        deadline = Deadline.within(timeout, cap=settings.request_timeout_s)
+        body_bytes = declared_body_bytes(header(scope, b"content-length"), data_plane.settings.max_upload_bytes)
         try:
-            permit = state.classifier.admission.admit(name, deadline, body_bytes=body_bytes)
+            permit = data_plane.admit(name, timeout, body_bytes=body_bytes)
         except Overloaded as exc:
-            close = headers.get(b"expect", b"").lower() == b"100-continue"
-            await _refuse(scope, send, state, name, exc, close=close, oip=match.group("v2") is not None)
+            close = (header(scope, b"expect") or "").lower() == "100-continue"
+            await refuse(scope, send, data_plane, name, exc, close=close)
             return
         scope.setdefault("state", {})[PERMIT_KEY] = permit
         try:
             await self.app(scope, receive, send)
         finally:
             permit.release()
-
-
-async def _refuse(
-    scope: Scope, send: Send, state: Any, model: str, exc: Overloaded, *, close: bool, oip: bool = False
-) -> None:
-    request_state = scope.setdefault("state", {})
-    request_state.setdefault("access", {}).update(model=model, error=exc.code)
-    state.metrics.rejected.labels(model, exc.reason).inc()
-    # The Open Inference Protocol's routes answer in its own error shape (service/oip/errors.py).
-    document = error_json(exc) if oip else error_body(exc.code, exc.message, str(request_state.get("request_id", "")))
-    body = json.dumps(document).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(exc.retry_after_s or 1).encode()),
-    ]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-def _route_path(scope: Scope) -> str:
-    path = str(scope.get("path", ""))
-    root = str(scope.get("root_path", ""))
-    return path[len(root) :] or "/" if root and path.startswith(root) else path
-
-
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("latin-1")

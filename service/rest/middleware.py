@@ -1,42 +1,29 @@
-"""HTTP plumbing shared by every route: request ids, the access log line, the HTTP metrics, and the one JSON
-error body."""
+"""HTTP plumbing shared by every route: request ids, the access log line, the security headers and the HTTP
+metrics (the error path is service/rest/errors.py)."""
 
 from __future__ import annotations
 
 import functools
 import re
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_fastapi_instrumentator.routing import get_route_name
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import CatdogError, error_body
-from service.observability import ServiceMetrics
+from service.access import log_access, request_id
+from service.errors import error_body
+from service.lifecycle import Lifecycle
+from service.rest.requests import header, route_path
 from service.rest.security import COMMON_HEADERS, NO_STORE, default_policy, docs_policy
+from service.settings import Settings
 
-access_log = structlog.get_logger("catdog.access")
 log = structlog.get_logger(__name__)
-
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-
-def request_id_of(request: Request) -> str:
-    return str(request.scope.get("state", {}).get("request_id", ""))
-
-
-def note(request: Request, **fields: Any) -> None:
-    """Add fields to this request's access log line (model, label, image size...)."""
-    request.scope.setdefault("state", {}).setdefault("access", {}).update(fields)
 
 
 class HttpMetrics:
@@ -85,47 +72,40 @@ class RequestContextMiddleware:
     headers (service/rest/security.py), asks clients to reconnect elsewhere while draining (`Connection: close`),
     turns any unhandled exception into the JSON error body, counts and times the request (HttpMetrics), and
     writes one access line per request. Pure ASGI: no per-request task, and no body buffering except for the
-    small Swagger UI page (its CSP hashes its script). What it needs from the app (settings, lifecycle) is read
-    once, on the first request, from `app.state` unless given."""
+    small Swagger UI page (its CSP hashes its script). Built from the DataPlane's settings and lifecycle (the
+    app factory passes them; without them it serves no docs page and never drains)."""
 
-    def __init__(self, app: ASGIApp, http_metrics: HttpMetrics | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings | None = None,
+        lifecycle: Lifecycle | None = None,
+        http_metrics: HttpMetrics | None = None,
+    ) -> None:
         self.app = app
+        self.lifecycle = lifecycle or Lifecycle()
         self.http_metrics = http_metrics
-        self._context: tuple[Any, str | None] | None = None
-
-    def _app_context(self, scope: Scope) -> tuple[Any, str | None]:
-        """(lifecycle, docs path or None) from the app's state; cached once the app has its settings."""
-        if self._context is not None:
-            return self._context
-        state = getattr(scope.get("app"), "state", None)
-        lifecycle = getattr(state, "lifecycle", None)
-        settings = getattr(state, "settings", None)
-        docs_url = settings.docs_path.rstrip("/") if settings is not None and settings.docs_enabled else None
-        if settings is not None:
-            self._context = (lifecycle, docs_url)
-        return lifecycle, docs_url
+        self.docs_url = settings.docs_path.rstrip("/") if settings is not None and settings.docs_enabled else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        offered = _header(scope, b"x-request-id")
-        request_id = offered if offered and _VALID_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        rid = request_id(header(scope, b"x-request-id"))
         state = scope.setdefault("state", {})
-        state["request_id"] = request_id
+        state["request_id"] = rid
         access: dict[str, Any] = {}
         state["access"] = access
-        lifecycle, docs_url = self._app_context(scope)
-        is_docs = bool(docs_url) and _route_path(scope) in (docs_url, f"{docs_url}/oauth2-redirect")
+        lifecycle, docs_url = self.lifecycle, self.docs_url
+        is_docs = bool(docs_url) and route_path(scope) in (docs_url, f"{docs_url}/oauth2-redirect")
         status = 500
         response_started = False
         held: Message | None = None  # the docs page's start message, sent once its body is known
         held_body: list[bytes] = []
 
         def finish(message: Message, csp: str | None) -> Message:
-            draining = bool(getattr(lifecycle, "draining", False))
-            message["headers"] = _response_headers(list(message.get("headers", [])), request_id, csp, draining)
+            message["headers"] = _response_headers(list(message.get("headers", [])), rid, csp, lifecycle.draining)
             return message
 
         async def send_with_id(message: Message) -> None:
@@ -152,25 +132,17 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
-            log.exception("unhandled_error", request_id=request_id, method=scope["method"], path=scope["path"])
+            log.exception("unhandled_error", request_id=rid, method=scope["method"], path=scope["path"])
             if response_started:
                 raise
-            body = error_body("internal_error", _INTERNAL_MESSAGE, request_id)
+            body = error_body("internal_error", _INTERNAL_MESSAGE, rid)
             await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             if self.http_metrics is not None:
                 self.http_metrics.observe(scope, status, elapsed)
-            access_log.info(
-                "request",
-                request_id=request_id,
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round(elapsed * 1000, 3),
-                client=(scope.get("client") or ("", 0))[0],
-                **state.get("access", access),
-            )
+            client = (scope.get("client") or ("", 0))[0]
+            log_access(rid, scope["method"], scope["path"], status, elapsed, client, state.get("access", access))
 
 
 _INTERNAL_MESSAGE = "internal error; see the service log for this request id"
@@ -192,54 +164,3 @@ def _response_headers(
         headers = [(name, value) for name, value in headers if name.lower() != b"connection"]
         added.append((b"connection", b"close"))
     return [*headers, *added]
-
-
-def _route_path(scope: Scope) -> str:
-    path = str(scope.get("path", ""))
-    root = str(scope.get("root_path", ""))
-    return path[len(root) :] or "/" if root and path.startswith(root) else path
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-def error_response(
-    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(error_body(code, message, request_id_of(request)), status_code=status, headers=headers)
-
-
-def register_error_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
-    """Every failure leaves as {"error": {code, message, request_id}}; no traceback or path ever does. Unhandled
-    exceptions are answered by RequestContextMiddleware, which sits inside Starlette's ServerErrorMiddleware
-    (where an `Exception` handler would run) and so sees them first."""
-
-    async def on_catdog_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, CatdogError)
-        model = request.scope.get("state", {}).get("access", {}).get("model", "-")
-        if exc.reason:
-            metrics.rejected.labels(model, exc.reason).inc()
-        note(request, error=exc.code)
-        if exc.status == 500:  # a fault, not back-pressure or a deadline: say which request failed
-            log.error("request_failed", request_id=request_id_of(request), code=exc.code, error=exc.message)
-        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
-        return error_response(request, exc.status, exc.code, exc.message, headers)
-
-    async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return error_response(request, 422, "invalid_request", f"{where}: {first.get('msg', 'invalid request')}")
-
-    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(request, exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
-
-    app.add_exception_handler(CatdogError, on_catdog_error)
-    app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)

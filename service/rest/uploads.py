@@ -14,20 +14,14 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from service.dataplane.inference import Upload
-from service.errors import (
-    EmptyInput,
-    MalformedRequest,
-    MissingFile,
-    PayloadTooLarge,
-    TooManyFiles,
-    UnsupportedMediaType,
-)
+from service.errors import MalformedRequest, MissingFile, PayloadTooLarge, UnsupportedMediaType
 
 FILE_FIELDS = (b"file", b"files")
 RAW_TYPES = ("application/octet-stream",)
 
 
-async def read_uploads(request: Request, *, max_bytes: int, max_files: int) -> list[Upload]:
+async def read_uploads(request: Request, *, max_bytes: int) -> list[Upload]:
+    """The request's images as sent (their count and emptiness are the DataPlane's limits to check)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type and media_type != "multipart/form-data" and not _is_raw(media_type):
         raise UnsupportedMediaType(
@@ -42,10 +36,6 @@ async def read_uploads(request: Request, *, max_bytes: int, max_files: int) -> l
         raise MissingFile("no image: send multipart/form-data field 'file' or a raw image/* body")
     else:
         uploads = [Upload(body)]
-    if len(uploads) > max_files:
-        raise TooManyFiles(f"{len(uploads)} files in one request; the limit is {max_files}")
-    if empty := [u.filename or f"#{i + 1}" for i, u in enumerate(uploads) if not u.data]:
-        raise EmptyInput(f"empty file(s): {', '.join(empty)}")
     return uploads
 
 

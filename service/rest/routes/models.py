@@ -7,12 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import ValidationError
 
+from service.dataplane.dataplane import DataPlane
 from service.dataplane.repository import ServedModel
-from service.errors import ModelNotFound
-from service.rest.dependencies import RepositoryDep
 from service.rest.schemas import ErrorResponse, HeldOutBody, InputBody, ModelBody, ModelsResponse
-
-router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 def describe(model: ServedModel) -> ModelBody:
@@ -50,19 +47,22 @@ def _heldout(extra: dict[str, Any]) -> HeldOutBody | None:
         return None
 
 
-@router.get("", response_model=ModelsResponse, summary="Every model in the repository")
-async def list_models(repository: RepositoryDep) -> ModelsResponse:
-    return ModelsResponse(models=[describe(m) for m in repository.models.values()])
+def router(data_plane: DataPlane) -> APIRouter:
+    """GET /v1/models and GET /v1/models/{name} over `data_plane`."""
+    routes = APIRouter(prefix="/v1/models", tags=["models"])
+    repository = data_plane.repository
 
+    @routes.get("", response_model=ModelsResponse, summary="Every model in the repository")
+    async def list_models() -> ModelsResponse:
+        return ModelsResponse(models=[describe(m) for m in repository.models.values()])
 
-@router.get(
-    "/{name}",
-    response_model=ModelBody,
-    responses={404: {"model": ErrorResponse}},
-    summary="One model's metadata",
-)
-async def get_model(name: str, repository: RepositoryDep) -> ModelBody:
-    model = repository.models.get(name)
-    if model is None:
-        raise ModelNotFound(f"no model named {name!r}; see GET /v1/models")
-    return describe(model)
+    @routes.get(
+        "/{name}",
+        response_model=ModelBody,
+        responses={404: {"model": ErrorResponse}},
+        summary="One model's metadata",
+    )
+    async def get_model(name: str) -> ModelBody:
+        return describe(repository.known(name))
+
+    return routes

@@ -6,16 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from service.dataplane.admission import Stage, parse_timeout
-from service.dataplane.inference import Prediction, inference_span
-from service.errors import Draining
-from service.rest.admission import declared_body_bytes, permit_of
-from service.rest.dependencies import PredictDep
-from service.rest.middleware import note, request_id_of
+from service.dataplane.admission import Stage
+from service.dataplane.dataplane import DataPlane
+from service.dataplane.inference import Prediction
+from service.rest.admission import permit_of
+from service.rest.requests import declared_body_bytes, note, parse_timeout, request_id_of
 from service.rest.schemas import ErrorResponse, MultiPredictResponse, PredictionBody, PredictResponse
 from service.rest.uploads import read_uploads
-
-router = APIRouter(tags=["predict"])
 
 SEED_MODELS = ("pretrained", "scratch")
 PROTOCOL = "catdog"  # the `protocol` label of catdog_request_duration_seconds for these routes
@@ -51,44 +48,32 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def predict(name: str, request: Request, context: PredictDep) -> Response:
-    """The answer is serialised here, once, by pydantic-core: FastAPI would otherwise validate the returned model
-    against the Union response_model again (about a tenth of the event loop's time per request)."""
-    settings = context.settings
-    if context.lifecycle.draining:
-        raise Draining("the service is shutting down; retry on another replica")
-    model = context.repository.get(name)
-    assert model.card is not None
+async def predict(data_plane: DataPlane, name: str, request: Request) -> Response:
+    """Parse, admit, read, classify, encode. The answer is serialised here, once, by pydantic-core: FastAPI would
+    otherwise validate the returned model against the Union response_model again (about a tenth of the event
+    loop's time per request)."""
+    model = data_plane.model_for_work(name)
     note(request, model=name)
     # Admitted before the body is read, by the door (service/rest/admission.py) or, without it, by the span.
     timeout = parse_timeout(request.headers.get("x-request-timeout"))
-    body_bytes = declared_body_bytes(request.headers.get("content-length"), settings.max_upload_bytes)
-    span = inference_span(
-        context.classifier,
-        settings,
-        name,
-        PROTOCOL,
-        permit=permit_of(request.scope),
-        timeout_s=timeout,
-        body_bytes=body_bytes,
-    )
+    max_bytes = data_plane.settings.max_upload_bytes
+    body_bytes = declared_body_bytes(request.headers.get("content-length"), max_bytes)
+    span = data_plane.span(model, PROTOCOL, permit=permit_of(request.scope), timeout_s=timeout, body_bytes=body_bytes)
     async with span as permit:
         with permit.track(Stage.READING):
-            uploads = await read_uploads(
-                request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files_per_request
-            )
-        predictions = await context.classifier.classify(model, uploads, permit)
+            uploads = await read_uploads(request, max_bytes=max_bytes)
+        predictions = await data_plane.classify(model, uploads, permit)
     _note_predictions(request, predictions)
     bodies = [_body(p) for p in predictions]
     request_id = request_id_of(request)
     answer: PredictResponse | MultiPredictResponse
     if len(bodies) == 1:
         answer = PredictResponse(
-            model=name, model_version=model.card.version, request_id=request_id, **bodies[0].model_dump()
+            model=name, model_version=model.version, request_id=request_id, **bodies[0].model_dump()
         )
     else:
         answer = MultiPredictResponse(
-            model=name, model_version=model.card.version, request_id=request_id, predictions=bodies
+            model=name, model_version=model.version, request_id=request_id, predictions=bodies
         )
     return Response(answer.model_dump_json(), media_type="application/json")
 
@@ -128,32 +113,39 @@ def _note_predictions(request: Request, predictions: list[Prediction]) -> None:
     )
 
 
-router.add_api_route(
-    "/v1/models/{name}/predict",
-    predict,
-    methods=["POST"],
-    response_model=PredictResponse | MultiPredictResponse,
-    responses=ERRORS,
-    openapi_extra=IMAGE_REQUEST_BODY,
-    summary="Classify images with any model in the repository",
-)
+def router(data_plane: DataPlane) -> APIRouter:
+    """POST /v1/models/{name}/predict and the seed's /predict/{pretrained,scratch}, over `data_plane`."""
+    routes = APIRouter(tags=["predict"])
 
+    async def predict_any(name: str, request: Request) -> Response:
+        return await predict(data_plane, name, request)
 
-def _seed_route(model_name: str) -> Any:
-    async def seed_predict(request: Request, context: PredictDep) -> Response:
-        return await predict(model_name, request, context)
-
-    return seed_predict
-
-
-for _name in SEED_MODELS:
-    router.add_api_route(
-        f"/predict/{_name}",
-        _seed_route(_name),
+    routes.add_api_route(
+        "/v1/models/{name}/predict",
+        predict_any,
         methods=["POST"],
         response_model=PredictResponse | MultiPredictResponse,
         responses=ERRORS,
         openapi_extra=IMAGE_REQUEST_BODY,
-        summary=f"Classify images with the {_name} model (the seed's route)",
-        operation_id=f"predict_{_name}",
+        summary="Classify images with any model in the repository",
+        operation_id="predict_v1_models__name__predict_post",
     )
+    for name in SEED_MODELS:
+        routes.add_api_route(
+            f"/predict/{name}",
+            _seed_route(data_plane, name),
+            methods=["POST"],
+            response_model=PredictResponse | MultiPredictResponse,
+            responses=ERRORS,
+            openapi_extra=IMAGE_REQUEST_BODY,
+            summary=f"Classify images with the {name} model (the seed's route)",
+            operation_id=f"predict_{name}",
+        )
+    return routes
+
+
+def _seed_route(data_plane: DataPlane, model_name: str) -> Any:
+    async def seed_predict(request: Request) -> Response:
+        return await predict(data_plane, model_name, request)
+
+    return seed_predict

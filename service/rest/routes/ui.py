@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from string import Template
-from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 
-router = APIRouter(include_in_schema=False)
+from service.dataplane.dataplane import DataPlane
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
@@ -98,7 +97,8 @@ def render_index(*, root_path: str, docs_url: str | None, grafana_url: str | Non
 
     def url(name: str) -> str:
         found = asset(name)
-        assert found is not None
+        if found is None:  # one of the page's own three: only a broken install lacks it
+            raise FileNotFoundError(f"service/static/{name} is not one of the page's assets")
         return html.escape(f"static/{name}?v={found.version}")
 
     return _template().substitute(
@@ -112,33 +112,34 @@ def render_index(*, root_path: str, docs_url: str | None, grafana_url: str | Non
     )
 
 
-def _setting(request: Request, name: str, default: Any) -> Any:
-    settings = getattr(request.app.state, "settings", None)
-    return getattr(settings, name, default)
+def router(data_plane: DataPlane) -> APIRouter:
+    """`GET /` and `GET /static/{name}`, rendered from `data_plane`'s settings."""
+    settings = data_plane.settings
+    routes = APIRouter(include_in_schema=False)
+
+    @routes.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> HTMLResponse:
+        """The page. Not cached by browsers beyond revalidation, so a new release shows at once."""
+        body = render_index(
+            root_path=str(request.scope.get("root_path") or settings.root_path or ""),
+            docs_url=settings.docs_path if settings.docs_enabled else None,
+            grafana_url=settings.grafana_url,
+            max_upload_bytes=settings.max_upload_bytes,
+        )
+        return HTMLResponse(
+            body,
+            headers={
+                "Cache-Control": _REVALIDATE,
+                "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+
+    routes.add_api_route("/static/{name}", static, methods=["GET"])
+    return routes
 
 
-@router.get("/", response_class=HTMLResponse)
-def index(request: Request) -> HTMLResponse:
-    """The page. Not cached by browsers beyond revalidation, so a new release shows at once."""
-    root_path = str(request.scope.get("root_path") or _setting(request, "root_path", "") or "")
-    body = render_index(
-        root_path=root_path,
-        docs_url=_setting(request, "docs_path", "/docs") if _setting(request, "docs_enabled", True) else None,
-        grafana_url=_setting(request, "grafana_url", None),
-        max_upload_bytes=int(_setting(request, "max_upload_bytes", 10 * 1024 * 1024)),
-    )
-    return HTMLResponse(
-        body,
-        headers={
-            "Cache-Control": _REVALIDATE,
-            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
-        },
-    )
-
-
-@router.get("/static/{name}")
 def static(name: str, request: Request) -> Response:
     """One of the page's assets. With the current `?v=` it is cached for a year; otherwise revalidated."""
     found = asset(name)

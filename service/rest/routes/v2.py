@@ -5,7 +5,7 @@ JSON bodies (with or without a Content-Type: tritonclient sends none) and Triton
 `binary_data_size` parameter takes that many of the bytes that follow, in input order (BYTES elements each
 prefixed by a 4-byte little-endian length, FP32 raw little-endian). Outputs are binary when asked for
 (`binary_data_output` on the request, `binary_data` on a requested output), each then with its own
-`binary_data_size`. Errors are `{"error": "..."}` with the service's status codes (service/oip/errors.py).
+`binary_data_size`. Errors are `{"error": "..."}` with the service's status codes (service/rest/errors.py).
 
 The protocol is described by its own OpenAPI document (KServe's rest_predict_v2.yaml), so these routes stay out of
 catdog's /openapi.json.
@@ -20,9 +20,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from service.dataplane.admission import Stage, parse_timeout
-from service.errors import CatdogError, MalformedRequest
-from service.oip.errors import count_rejection, error_json, http_status
+from service.dataplane.admission import Stage
+from service.dataplane.dataplane import DataPlane
+from service.errors import MalformedRequest
 from service.oip.protocol import OpenInference
 from service.oip.tensors import (
     InferInput,
@@ -33,91 +33,69 @@ from service.oip.tensors import (
     decode_json,
     decode_raw,
 )
-from service.rest.admission import declared_body_bytes, permit_of
-from service.rest.middleware import note
+from service.rest.admission import permit_of
+from service.rest.requests import declared_body_bytes, note, parse_timeout
 from service.rest.uploads import read_body
-
-router = APIRouter(prefix="/v2", tags=["open inference protocol"], include_in_schema=False)
 
 HEADER_LENGTH = "inference-header-content-length"
 PROTOCOL = "oip_rest"
 
 
-def _oip(request: Request) -> OpenInference:
-    return request.app.state.oip  # type: ignore[no-any-return]
+def router(data_plane: DataPlane) -> APIRouter:
+    """The protocol's routes under /v2 over `data_plane`; a raised CatdogError leaves by service/rest/errors.py."""
+    oip = OpenInference(data_plane)
+    routes = APIRouter(prefix="/v2", tags=["open inference protocol"], include_in_schema=False)
 
+    async def server_metadata() -> JSONResponse:
+        return JSONResponse(oip.server_metadata())
 
-def _error(request: Request, exc: CatdogError, model: str | None = None) -> JSONResponse:
-    count_rejection(request.app.state.metrics, model, exc)
-    note(request, error=exc.code)
-    headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
-    return JSONResponse(error_json(exc), status_code=http_status(exc), headers=headers)
+    async def server_live() -> JSONResponse:
+        return JSONResponse({"live": True})
 
+    async def server_ready() -> JSONResponse:
+        ready = data_plane.ready()
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
-@router.get("")
-@router.get("/")  # the protocol's OpenAPI spells it /v2/
-async def server_metadata(request: Request) -> JSONResponse:
-    return JSONResponse(_oip(request).server_metadata())
+    async def model_metadata(name: str, version: str | None = None) -> JSONResponse:
+        return JSONResponse(oip.model_metadata(name, version))
 
+    async def model_ready(name: str, version: str | None = None) -> JSONResponse:
+        """200 `{"name", "ready": true}` when ready; 503 with `"ready": false` while loading, failed or draining
+        (the protocol says any 4xx/5xx means not ready; KServe answers 503 too)."""
+        ready = data_plane.model_ready(name, version)
+        return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 503)
 
-@router.get("/health/live")
-async def server_live() -> JSONResponse:
-    return JSONResponse({"live": True})
-
-
-@router.get("/health/ready")
-async def server_ready(request: Request) -> JSONResponse:
-    ready = _oip(request).ready()
-    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
-
-
-async def model_metadata(request: Request, name: str, version: str | None = None) -> JSONResponse:
-    try:
-        return JSONResponse(_oip(request).model_metadata(name, version))
-    except CatdogError as exc:
-        return _error(request, exc, name)
-
-
-async def model_ready(request: Request, name: str, version: str | None = None) -> JSONResponse:
-    """200 `{"name", "ready": true}` when ready; 503 with `"ready": false` while loading, failed or draining
-    (the protocol says any 4xx/5xx means not ready; KServe answers 503 too)."""
-    try:
-        ready = _oip(request).model_ready(name, version)
-    except CatdogError as exc:
-        return _error(request, exc, name)
-    return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 503)
-
-
-async def infer(request: Request, name: str, version: str | None = None) -> Response:
-    oip = _oip(request)
-    note(request, model=name, protocol=PROTOCOL)
-    try:
-        model = oip.model_for_inference(name, version)
+    async def infer(request: Request, name: str, version: str | None = None) -> Response:
+        """Parse, admit, read, classify, encode."""
+        note(request, model=name, protocol=PROTOCOL)
+        model = data_plane.model_for_work(name, version)
         # Admitted before the body is read: by the door (service/rest/admission.py) or, without it, here.
         timeout = parse_timeout(request.headers.get("x-request-timeout"))
-        size = declared_body_bytes(request.headers.get("content-length"), oip.settings.max_upload_bytes)
+        max_bytes = data_plane.settings.max_upload_bytes
+        size = declared_body_bytes(request.headers.get("content-length"), max_bytes)
         permit = permit_of(request.scope)
-        async with oip.request(model, PROTOCOL, permit=permit, timeout_s=timeout, body_bytes=size) as permit:
+        async with data_plane.span(model, PROTOCOL, permit=permit, timeout_s=timeout, body_bytes=size) as permit:
             with permit.track(Stage.READING):
-                body = await read_body(request, oip.settings.max_upload_bytes)
+                body = await read_body(request, max_bytes)
             infer_request = parse_infer_request(body, request.headers.get(HEADER_LENGTH), name, version)
             if infer_request.id is not None:
                 note(request, oip_id=infer_request.id)
             answer = await oip.infer(model, infer_request, permit, partial(note, request))
-    except CatdogError as exc:
-        return _error(request, exc, name)
-    content, header_length = encode_infer_response(answer, infer_request)
-    if header_length is None:
-        return Response(content, media_type="application/json")
-    return Response(
-        content, media_type="application/octet-stream", headers={"Inference-Header-Content-Length": str(header_length)}
-    )
+        content, header_length = encode_infer_response(answer, infer_request)
+        if header_length is None:
+            return Response(content, media_type="application/json")
+        headers = {"Inference-Header-Content-Length": str(header_length)}
+        return Response(content, media_type="application/octet-stream", headers=headers)
 
-
-for _prefix in ("/models/{name}", "/models/{name}/versions/{version}"):
-    router.add_api_route(_prefix, model_metadata, methods=["GET"])
-    router.add_api_route(f"{_prefix}/ready", model_ready, methods=["GET"])
-    router.add_api_route(f"{_prefix}/infer", infer, methods=["POST"])
+    routes.add_api_route("", server_metadata, methods=["GET"])
+    routes.add_api_route("/", server_metadata, methods=["GET"])  # the protocol's OpenAPI spells it /v2/
+    routes.add_api_route("/health/live", server_live, methods=["GET"])
+    routes.add_api_route("/health/ready", server_ready, methods=["GET"])
+    for prefix in ("/models/{name}", "/models/{name}/versions/{version}"):
+        routes.add_api_route(prefix, model_metadata, methods=["GET"])
+        routes.add_api_route(f"{prefix}/ready", model_ready, methods=["GET"])
+        routes.add_api_route(f"{prefix}/infer", infer, methods=["POST"])
+    return routes
 
 
 def parse_infer_request(body: bytes, header_length: str | None, model: str, version: str | None) -> InferRequest:

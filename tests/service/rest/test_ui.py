@@ -13,7 +13,6 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,7 +20,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from service.dataplane.dataplane import DataPlane
 from service.rest.routes import ui
+from service.settings import Settings
 from tests.conftest import require_tool
 from tests.service.rest.ui_support import PrefixProxy, parse_page
 from tests.support.onnx_models import write_test_repository
@@ -45,10 +46,10 @@ def png(colour: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes
 
 
 def page_app(**settings: Any) -> FastAPI:
-    """Only the page's router, with a stand-in settings object: checks the rendering on its own."""
+    """Only the page's router, over a data plane of these settings: checks the rendering on its own."""
     app = FastAPI()
-    app.state.settings = SimpleNamespace(**{"grafana_url": None, "max_upload_bytes": 10 * 1024 * 1024, **settings})
-    app.include_router(ui.router)
+    values = {"grafana_url": None, "max_upload_bytes": 10 * 1024 * 1024, **settings}
+    app.include_router(ui.router(DataPlane.from_settings(Settings(**values))))
     return app
 
 
@@ -127,10 +128,8 @@ def test_base_href_follows_the_root_path() -> None:
 def test_docs_link_follows_the_settings() -> None:
     for enabled, path, href in ((False, "/docs", None), (True, "/api/docs", "api/docs")):
         app = FastAPI(docs_url=None)
-        app.state.settings = SimpleNamespace(
-            grafana_url=None, max_upload_bytes=1024, docs_enabled=enabled, docs_path=path
-        )
-        app.include_router(ui.router)
+        settings = Settings(grafana_url=None, max_upload_bytes=1024, docs_enabled=enabled, docs_path=path)
+        app.include_router(ui.router(DataPlane.from_settings(settings)))
         with TestClient(app) as client:
             page = parse_page(client.get("/").text)
         links = [a.attrs.get("href") for a in page.find("a")]
