@@ -12,13 +12,13 @@ import structlog
 
 access_log = structlog.get_logger("catdog.access")
 
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
 def request_id(*offered: object) -> str:
     """The first offered id that is sane (1 to 128 of letters, digits and `._:-`), else a new one."""
     for candidate in offered:
-        if isinstance(candidate, str) and _VALID_REQUEST_ID.match(candidate):
+        if isinstance(candidate, str) and _VALID_REQUEST_ID.fullmatch(candidate):
             return candidate
     return uuid.uuid4().hex
 
