@@ -7,9 +7,11 @@ import io
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -219,3 +221,34 @@ def test_sigterm_stops_the_container_promptly(image: BuiltImage) -> None:
         assert state["ExitCode"] == 0, ctr.logs()
     finally:
         ctr.stop()
+
+
+def test_cold_start_of_the_real_image(image: BuiltImage) -> None:
+    """Scale-to-zero's price, from the real image: `podman run` to ready, then the first answer against warm ones.
+    The figures are printed and written to build/cold-start-container.json (docs/benchmarks.md, "Cold start"); the
+    test asserts readiness and correct answers only, never timing (the machine is shared)."""
+    ctr = Container(image.tag)
+    try:
+        ready_s = ctr.start()
+        first_started = time.monotonic()
+        _classify(ctr, image)
+        first_answer_s = time.monotonic() - first_started
+        warm = []
+        for _ in range(10):
+            started = time.monotonic()
+            _classify(ctr, image)
+            warm.append(time.monotonic() - started)
+    finally:
+        ctr.stop()
+    record = {
+        "ready_s": round(ready_s, 3),
+        "first_answer_ms": round(first_answer_s * 1000, 1),
+        "warm_answer_median_ms": round(statistics.median(warm) * 1000, 1),
+        "start_to_first_answer_s": round(ready_s + first_answer_s, 3),
+        "real_models": image.real_models,
+    }
+    out = REPO_ROOT / "build" / "cold-start-container.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\ncold start of the real image: {record}")
+    assert ready_s > 0
