@@ -27,8 +27,14 @@ OLDEST_KUBE = "1.25.0"
 NEWEST_KUBE = max(set(kv_utils.all_versions()), key=lambda v: tuple(int(p) for p in v.split(".")))
 KUBE_VERSIONS = (OLDEST_KUBE, "1.29.0", "1.30.0", NEWEST_KUBE)
 
-# Kinds from CRDs that kubernetes-validate has no schema for (prometheus-operator).
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+# Kinds from CRDs that kubernetes-validate has no schema for: prometheus-operator's, and KEDA's (checked against
+# their own CRDs in tests/deploy/test_helm_keda.py).
+CRD_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("http.keda.sh/v1alpha1", "HTTPScaledObject"),
+}
 
 EVERYTHING: dict[str, Any] = {
     "ingress": {
@@ -69,10 +75,35 @@ def scenario_values(scenario: str) -> dict[str, Any]:
         return values_file("values-gpu.yaml")
     if scenario == "everything":
         return copy.deepcopy(EVERYTHING)
+    if scenario in KEDA_SCENARIOS:
+        return copy.deepcopy(KEDA_SCENARIOS[scenario])
     raise ValueError(scenario)
 
 
 SCENARIOS = ("default", "kind", "gpu", "everything")
+
+# The KEDA autoscaling modes (tests/deploy/test_helm_keda.py): the ScaledObject alone, and scale to zero with every
+# option on (HTTP add-on routes for HTTP and gRPC, the ingress through the interceptor, Prometheus authentication).
+KEDA_SCENARIOS: dict[str, dict[str, Any]] = {
+    "keda": {"autoscaling": {"keda": {"enabled": True}}},
+    "keda-scale-to-zero": {
+        "ingress": copy.deepcopy(EVERYTHING["ingress"]),
+        "metrics": copy.deepcopy(EVERYTHING["metrics"]),
+        "networkPolicy": copy.deepcopy(EVERYTHING["networkPolicy"]),
+        "autoscaling": {
+            "minReplicas": 1,
+            "keda": {
+                "enabled": True,
+                "signals": {"queueWait": {"enabled": True}},
+                "prometheus": {
+                    "authentication": {"enabled": True, "secretName": "prometheus-token"},
+                    "extraMetadata": {"unsafeSsl": "false"},
+                },
+                "scaleToZero": {"enabled": True, "grpcHosts": ["grpc.catdog.example.com"]},
+            },
+        },
+    },
+}
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

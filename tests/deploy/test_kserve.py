@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from service.settings import Settings
+from tests.deploy.crd_support import unknown_fields
 from tests.deploy.helm_support import NEWEST_KUBE, kube_validate
 from tests.support.kserve_reference import reference, sdk_problems
 from tests.support.server import REPO_ROOT
@@ -38,34 +39,13 @@ def isvc_schema() -> dict[str, Any] | None:
     return schema
 
 
-def _unknown_fields(doc: Any, schema: dict[str, Any], where: str = "") -> list[str]:
-    """Fields the schema does not declare (the API server drops or, strictly, refuses them)."""
-    if schema.get("x-kubernetes-preserve-unknown-fields"):
-        return []
-    if isinstance(doc, dict):
-        properties = schema.get("properties")
-        extra = schema.get("additionalProperties")
-        found = []
-        for key, value in doc.items():
-            if properties is not None and key in properties:
-                found += _unknown_fields(value, properties[key], f"{where}.{key}")
-            elif isinstance(extra, dict):
-                found += _unknown_fields(value, extra, f"{where}.{key}")
-            elif properties is not None and key not in ("apiVersion", "kind", "metadata"):
-                found.append(f"{where}.{key}")
-        return found
-    if isinstance(doc, list) and isinstance(schema.get("items"), dict):
-        return [f for i, item in enumerate(doc) for f in _unknown_fields(item, schema["items"], f"{where}[{i}]")]
-    return []
-
-
 def validate_isvc(doc: dict[str, Any], schema: dict[str, Any] | None) -> None:
     """Against KServe's SDK models always, and against the CRD's own schema where it is here."""
     assert doc["apiVersion"] == "serving.kserve.io/v1beta1" and doc["kind"] == "InferenceService"
     if schema is not None:
         # The validator itself, without jsonschema.validate's metaschema check of the whole (huge) CRD schema.
         jsonschema.Draft7Validator(schema).validate(doc)
-        unknown = _unknown_fields(doc, schema)
+        unknown = unknown_fields(doc, schema)
         assert not unknown, unknown
     problems = sdk_problems(doc)
     assert not problems, problems

@@ -113,3 +113,46 @@ app.kubernetes.io/component: inference
 {{- toString . }}
 {{- end }}
 {{- end }}
+
+{{/* The one autoscaling mode that renders: "hpa" (CPU, optionally a prometheus-adapter metric), "keda" or "none".
+Two modes at once, or a KEDA option without KEDA, fail the render with the keys to change. */}}
+{{- define "catdog.autoscalingMode" -}}
+{{- $a := .Values.autoscaling }}
+{{- $k := $a.keda }}
+{{- if and $k.scaleToZero.enabled (not $k.enabled) }}
+{{- fail "autoscaling.keda.scaleToZero.enabled needs autoscaling.keda.enabled" }}
+{{- end }}
+{{- if and $k.enabled (not $a.enabled) }}
+{{- fail "autoscaling.keda.enabled needs autoscaling.enabled (KEDA is one of the autoscaling modes)" }}
+{{- end }}
+{{- if and $k.enabled $a.customMetric.enabled }}
+{{- fail "autoscaling.customMetric.enabled (HPA through prometheus-adapter) and autoscaling.keda.enabled are two autoscaling modes: enable one of them" }}
+{{- end }}
+{{- if not $a.enabled }}none{{ else if $k.enabled }}keda{{ else }}hpa{{ end }}
+{{- end }}
+
+{{/* KEDA's Prometheus label matchers for this release's series. */}}
+{{- define "catdog.kedaSelector" -}}
+{{- tpl .Values.autoscaling.keda.prometheus.selector . }}
+{{- end }}
+
+{{/* Hosts the KEDA HTTP add-on routes to this release: scaleToZero.hosts, else the enabled ingress's hosts. */}}
+{{- define "catdog.scaleToZeroHosts" -}}
+{{- $hosts := .Values.autoscaling.keda.scaleToZero.hosts }}
+{{- if and (not $hosts) .Values.ingress.enabled }}
+{{- $hosts = list }}
+{{- range .Values.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end }}
+{{- end }}
+{{- toJson $hosts }}
+{{- end }}
+
+{{/* The Service the ingress sends traffic to: the add-on's interceptor (through an ExternalName Service) when the
+release scales to zero, else the release's own Service. */}}
+{{- define "catdog.ingressBackendService" -}}
+{{- $z := .Values.autoscaling.keda.scaleToZero }}
+{{- if and (eq (include "catdog.autoscalingMode" .) "keda") $z.enabled $z.routeIngress }}
+{{- printf "%s-interceptor" (include "catdog.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- include "catdog.fullname" . }}
+{{- end }}
+{{- end }}
