@@ -74,7 +74,7 @@ def test_lint_strict(scenario: str) -> None:
 
 
 def test_the_crd_check_refuses_mistakes() -> None:
-    """A typo, a wrong type and a missing required field in a rendered ScaledObject are caught, so passing means something."""
+    """A typo, a wrong type and a missing required field in a ScaledObject are caught: passing means something."""
     scaled = one(render_scenario("keda"), "ScaledObject")
     typo = copy.deepcopy(scaled)
     typo["spec"]["pollingIntervall"] = 15
