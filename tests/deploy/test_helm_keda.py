@@ -247,8 +247,9 @@ def test_scale_to_zero_idles_at_zero_after_its_own_delay() -> None:
     assert spec["idleReplicaCount"] == 0 < spec["minReplicaCount"]
     assert spec["cooldownPeriod"] == zero["delaySeconds"]
     # The scale-up and scale-down between 1 and max stay the HPA's (behavior), the delay to zero is separate.
-    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] < (
-        zero["delaySeconds"]
+    assert (
+        spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"]
+        < (zero["delaySeconds"])
     )
 
 
@@ -311,4 +312,3 @@ def test_notes_name_the_mode() -> None:
 def _seconds(duration: str) -> float:
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", duration))
-
