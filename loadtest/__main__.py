@@ -2,7 +2,9 @@
 report joining Locust's client-side figures with the server-side breakdown scraped from /metrics.
 `python -m loadtest bench`: the benchmark harness (see loadtest/bench.py).
 `python -m loadtest answers`: the fast preprocessing's answer budget, every model x photo (loadtest/answers.py).
-`python -m loadtest overhead`: the serving path's CPU ms per request with a near-free model (loadtest/overhead.py)."""
+`python -m loadtest overhead`: the serving path's CPU ms per request with a near-free model (loadtest/overhead.py).
+`python -m loadtest autoscale`: the scaling signal's choice, the HPA replayed on a real catdog (loadtest/autoscale/).
+`python -m loadtest cold-start`: start to ready and to the first answer on one core (loadtest/autoscale/)."""
 
 from __future__ import annotations
 
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="the benchmark harness; pass its options after --", add_help=False)
     sub.add_parser("answers", help="the preprocessing's answer budget and step times; options after --", add_help=False)
     sub.add_parser("overhead", help="the serving path's CPU per request; options after --", add_help=False)
+    sub.add_parser("autoscale", help="the choice of scaling signal, replayed on real measurements", add_help=False)
+    sub.add_parser("cold-start", help="start to ready and to the first answer on one core", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "profiles":
         for name in PROFILES:
@@ -149,6 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         from loadtest.overhead import main as overhead_main
 
         return overhead_main([a for a in rest if a != "--"])
+    if args.command == "autoscale":
+        from loadtest.autoscale.cli import autoscale_main
+
+        return autoscale_main([a for a in rest if a != "--"])
+    if args.command == "cold-start":
+        from loadtest.autoscale.cli import cold_start_main
+
+        return cold_start_main([a for a in rest if a != "--"])
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
     return run_profile(args)

@@ -1,0 +1,66 @@
+"""Cold start in process: `python -m service` started on one core (taskset), timed from the process's start to
+/readyz 200 and to its first answer, against warm answers of the same request. Several runs; the first answer's
+extra time over a warm one is what a request that woke a scaled-to-zero deployment pays on top of start-up."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from loadtest.bench import REPO_ROOT, _free_port, server
+
+PHOTO = REPO_ROOT / "data" / "images" / "cat-cat.webp"
+
+
+def _post(url: str, body: bytes, boundary: str) -> float:
+    started = time.perf_counter()
+    request = urllib.request.Request(  # noqa: S310 (our own child on loopback)
+        url + "/predict/pretrained",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        response.read()
+        assert response.status == 200
+    return time.perf_counter() - started
+
+
+def one_run(cpus: str, env: dict[str, str], warm_requests: int = 10) -> dict[str, float]:
+    boundary = "catdogcoldstart"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{PHOTO.name}"\r\n'
+            "Content-Type: image/webp\r\n\r\n"
+        ).encode()
+        + PHOTO.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
+    with server(cmd, env, cpus) as (url, _proc, ready_s):
+        first = _post(url, body, boundary)
+        warm = [_post(url, body, boundary) for _ in range(warm_requests)]
+    return {
+        "ready_s": round(ready_s, 3),
+        "first_answer_ms": round(first * 1000, 1),
+        "warm_median_ms": round(statistics.median(warm) * 1000, 1),
+        "start_to_first_answer_s": round(ready_s + first, 3),
+    }
+
+
+def measure(runs: int, cpus: str, model_dir: Path) -> dict[str, Any]:
+    results = []
+    for i in range(runs):
+        env = {"CATDOG_MODEL_DIR": str(model_dir), "CATDOG_LOG_LEVEL": "warning", "CATDOG_GRPC_PORT": str(_free_port())}
+        result = one_run(cpus, env)
+        print(f"  run {i + 1}: {result}", flush=True)
+        results.append(result)
+    keys = results[0].keys()
+    return {
+        "runs": results,
+        "median": {k: round(statistics.median(r[k] for r in results), 3) for k in keys},
+        "cpus": cpus,
+    }
