@@ -3,6 +3,8 @@ algorithm details, scaling policies, stabilisation window, default behavior; the
 
 from __future__ import annotations
 
+import itertools
+
 import yaml
 
 from loadtest.autoscale.hpa import (
@@ -51,7 +53,7 @@ def test_scale_down_policies_example() -> None:
         replicas = step(state, minute * 60.0, replicas, 10, behavior, 1, 100)
         seen.append(replicas)
     assert seen[:3] == [80, 72, 64]
-    below = [b - a for a, b in zip(seen, seen[1:], strict=False) if a <= 40 and b > 10]
+    below = [b - a for a, b in itertools.pairwise(seen) if a <= 40 and b > 10]
     assert below and all(change == -4 for change in below), seen
     assert seen[-1] == 10
 
@@ -106,4 +108,5 @@ def test_the_chart_behavior_is_what_the_replay_uses() -> None:
     behavior = behavior_from_spec(values["autoscaling"]["keda"]["behavior"])
     assert behavior.up.window_s == 0
     assert Policy("Percent", 100, 15) in behavior.up.policies
-    assert behavior.down.window_s == values["autoscaling"]["keda"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"]
+    chart_down = values["autoscaling"]["keda"]["behavior"]["scaleDown"]
+    assert behavior.down.window_s == chart_down["stabilizationWindowSeconds"]
