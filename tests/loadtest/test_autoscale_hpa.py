@@ -45,9 +45,7 @@ def test_several_metrics_take_the_largest_proposal() -> None:
 def test_scale_down_policies_example() -> None:
     """Pods 4 / 60 s and Percent 10 / 60 s, selectPolicy Max, from 80 towards 10: 8 go first, then 8 again (10 % of 72
     rounded to a whole pod), and once below 40 the Pods policy allows more: 4 at a time."""
-    behavior = Behavior(
-        up=DEFAULT_UP, down=Rules(0, (Policy("Pods", 4, 60), Policy("Percent", 10, 60)), "Max")
-    )
+    behavior = Behavior(up=DEFAULT_UP, down=Rules(0, (Policy("Pods", 4, 60), Policy("Percent", 10, 60)), "Max"))
     state, replicas, seen = HpaState(), 80, [80]
     for minute in range(1, 20):
         replicas = step(state, minute * 60.0, replicas, 10, behavior, 1, 100)
