@@ -43,6 +43,7 @@ class Cluster:
     pod_start_s: int = 15  # scheduling + container start + catdog ready + the readiness probe's period
     min_replicas: int = 2
     max_replicas: int = 20
+    initial_replicas: int = 0  # 0: min_replicas
     behavior: Behavior = field(default_factory=Behavior)
     seed: int = 7
 
@@ -170,7 +171,8 @@ def calibrate(model: ReplicaModel, mu: float, utilisation: float = 0.7) -> dict[
     }
 
 
-def candidates(targets: dict[str, float], refusal_target: float = 0.02) -> list[Candidate]:
+def candidates(targets: dict[str, float], refusal_target: float = 0.1) -> list[Candidate]:
+    """Each signal at the calibrated operating point (the refused fraction has none: nothing is refused at 70 %)."""
     return [
         Candidate("CPU", (("cpu", targets["cpu"]),)),
         Candidate("in-flight", (("in_flight", targets["in_flight"]),)),
@@ -180,6 +182,49 @@ def candidates(targets: dict[str, float], refusal_target: float = 0.02) -> list[
     ]
 
 
+FAMILIES = ("CPU", "in-flight", "refusals", "queue wait", "in-flight + refusals")
+IN_FLIGHT_TARGETS = (0.1, 0.2, 0.3, 0.4, 0.6)
+REFUSAL_TARGETS = (0.02, 0.05, 0.1, 0.2)
+
+
+def grid(targets: dict[str, float]) -> list[Candidate]:
+    """Every signal at several targets around its calibrated one, so each is judged at its best, not at one guess.
+    `refusals` is the refused fraction of admission decisions; `admitted_ratio` (decisions per admitted request,
+    1 when nothing is refused) is not a candidate: at its target it proposes the current count, and the HPA's
+    largest-proposal rule then never scales down (tests/loadtest/test_autoscale_replay.py)."""
+    cpu = [round(targets["cpu"] * f, 1) for f in (0.8, 1.0, 1.2)]
+    found = [Candidate("CPU", (("cpu", t),)) for t in cpu]
+    found += [Candidate("in-flight", (("in_flight", t),)) for t in IN_FLIGHT_TARGETS]
+    found += [Candidate("refusals", (("refusals", t),)) for t in REFUSAL_TARGETS]
+    found += [Candidate("queue wait", (("queue_wait", t),)) for t in (0.1, 0.25, 0.5)]
+    found += [
+        Candidate("in-flight + refusals", (("in_flight", t), ("refusals", r)))
+        for t in IN_FLIGHT_TARGETS
+        for r in REFUSAL_TARGETS
+    ]
+    return found
+
+
+def ideal_replica_minutes(load: Sequence[float], mu: float, cluster: Cluster, utilisation: float = 0.7) -> float:
+    """What a clairvoyant autoscaler would spend: every second, just enough pods for `utilisation` x capacity."""
+    pods = [min(max(math.ceil(o / (mu * utilisation)), cluster.min_replicas), cluster.max_replicas) for o in load]
+    return sum(pods) / 60
+
+
+def choose(outcomes: Sequence[Outcome], budget_minutes: float) -> dict[str, Outcome]:
+    """Per signal, its best configuration within the budget: fewest refusals, then lowest p99, then fewest replica
+    changes; a signal that cannot stay within the budget is judged by its cheapest configuration."""
+    best: dict[str, Outcome] = {}
+    for family in FAMILIES:
+        mine = [o for o in outcomes if o.candidate.name == family]
+        if not mine:
+            continue
+        affordable = [o for o in mine if o.replica_minutes <= budget_minutes]
+        pool = affordable or [min(mine, key=lambda o: o.replica_minutes)]
+        best[family] = min(pool, key=lambda o: (round(o.refused_pct, 2), round(o.p_ms(0.99)), o.changes))
+    return best
+
+
 def _window(values: list[float], end: int, length: int) -> list[float]:
     return values[max(0, end - length) : max(1, end)]
 
@@ -187,8 +232,8 @@ def _window(values: list[float], end: int, length: int) -> list[float]:
 def replay(model: ReplicaModel, load: Sequence[float], candidate: Candidate, cluster: Cluster) -> Outcome:
     rng = random.Random(cluster.seed)
     state = HpaState()
-    pods = [0.0] * cluster.min_replicas  # the time each pod is (or will be) ready
-    spec = cluster.min_replicas
+    spec = cluster.initial_replicas or cluster.min_replicas
+    pods = [0.0] * spec  # the time each pod is (or will be) ready
     signals = {name for name, _ in candidate.triggers}
     series: dict[str, list[float]] = {name: [] for name in signals}
     out = Outcome(candidate, [], [], [], [], np.zeros(len(BINS_MS) - 1))
@@ -200,7 +245,7 @@ def replay(model: ReplicaModel, load: Sequence[float], candidate: Candidate, clu
         if ready:
             out.latency_hist += (offered - refused) * model.latency(rate)
         for name in signals:
-            if name == "refusals":
+            if name in ("refusals", "admitted_ratio"):
                 series[name].append(refused_fraction)
             else:
                 series[name].append(model.reading(name, rate, ready, rng) if ready else 0.0)
@@ -214,9 +259,13 @@ def replay(model: ReplicaModel, load: Sequence[float], candidate: Candidate, clu
                     value = float(np.mean(_window(series[name], t, cluster.cpu_window_s))) * 100
                 elif name == "in_flight":
                     value = series[name][max(seen, 0)]
-                elif name == "refusals":
+                elif name in ("refusals", "admitted_ratio"):
                     window = slice(max(0, seen - cluster.rate_window_s), max(1, seen))
-                    value = sum(out.refused[window]) / max(sum(out.offered[window]), 1e-9)
+                    offered_sum, refused_sum = sum(out.offered[window]), sum(out.refused[window])
+                    if name == "refusals":  # the chart's query: refused / decisions over the rate window
+                        value = refused_sum / max(offered_sum, 1e-9)
+                    else:  # decisions per admitted request, 1 when idle
+                        value = max(offered_sum / max(offered_sum - refused_sum, 1e-3), 1.0) if offered_sum else 1.0
                 else:
                     value = float(np.mean(_window(series[name], seen, cluster.rate_window_s)))
                 readings.append((value, target))

@@ -7,10 +7,19 @@ import random
 
 import pytest
 
-from loadtest.autoscale.capacity import Row, Scrape, readings
+from loadtest.autoscale.capacity import Row
 from loadtest.autoscale.hpa import Behavior
-from loadtest.autoscale.replay import Candidate, Cluster, ReplicaModel, calibrate, candidates, ramp, replay
-from loadtest.metrics import Histogram
+from loadtest.autoscale.replay import (
+    FAMILIES,
+    Candidate,
+    Cluster,
+    ReplicaModel,
+    calibrate,
+    candidates,
+    grid,
+    ramp,
+    replay,
+)
 
 MU = 10.0
 
@@ -71,7 +80,7 @@ def test_a_signal_that_saturates_scales_slower_than_refusals() -> None:
     load = [MU * 1.0] * 60 + [MU * 10.0] * 300
     cluster = Cluster(min_replicas=2, max_replicas=20, behavior=Behavior())
     cpu = replay(MODEL, load, Candidate("cpu", (("cpu", 70.0),)), cluster)
-    both = replay(MODEL, load, Candidate("cpu+refusals", (("cpu", 70.0), ("refusals", 0.02))), cluster)
+    both = replay(MODEL, load, Candidate("cpu+refusals", (("cpu", 70.0), ("refusals", 0.1))), cluster)
     assert both.refused_pct < cpu.refused_pct
     assert both.spec[120] > cpu.spec[120]
 
@@ -81,16 +90,16 @@ def test_the_ramp_and_candidates_cover_what_the_issue_asks() -> None:
     assert min(load) > 0 and max(load) > 10 * MU  # quiet ... burst
     names = {c.name for c in candidates({"cpu": 70, "in_flight": 0.5, "queue_wait": 0.1})}
     assert names >= {"CPU", "in-flight", "refusals", "queue wait"}
+    assert {c.name for c in grid({"cpu": 70, "in_flight": 0.5, "queue_wait": 0.1})} == set(FAMILIES)
 
 
-def test_readings_from_scrapes() -> None:
-    def hist(n: float) -> Histogram:
-        return Histogram({0.01: n, 0.1: n * 2, float("inf"): n * 2}, total=0.0, count=n * 2)
-
-    before = Scrape(0.0, cpu_s=1.0, in_flight_ratio=0.2, admissions=100, refused=10, queue_wait=hist(10))
-    after = Scrape(1.0, cpu_s=1.5, in_flight_ratio=0.4, admissions=120, refused=15, queue_wait=hist(20))
-    got = readings([before, after])
-    assert got["cpu"] == [0.5]
-    assert got["in_flight"] == [0.4]
-    assert got["refusals"] == [0.25]
-    assert 0.01 < got["queue_wait"][0] <= 0.1
+def test_a_trigger_that_reads_its_target_when_idle_never_lets_the_count_fall() -> None:
+    """Why the refusal trigger is the refused fraction (0 when nothing is refused) and not decisions per admitted
+    request (1, its target): a metric within the tolerance proposes the current count, and the HPA follows the
+    largest proposal, so the second form pins the replicas wherever a burst left them."""
+    load = [MU * 1.0] * 600
+    cluster = Cluster(min_replicas=2, max_replicas=20, initial_replicas=6, behavior=Behavior())
+    ratio = replay(MODEL, load, Candidate("r", (("in_flight", 0.5), ("admitted_ratio", 1.0))), cluster)
+    assert set(ratio.spec) == {6}
+    fraction = replay(MODEL, load, Candidate("f", (("in_flight", 0.5), ("refusals", 0.1))), cluster)
+    assert fraction.spec[-1] == 2
