@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from service.dataplane.batching import MicroBatcher
 from service.dataplane.card import ModelCard, Precision
+from service.dataplane.imaging import ImageLimits, warm_up_decoders
 from service.dataplane.runtime import OnnxModel, resolve_providers
 from service.errors import ModelNotFound, NotReady, StartupError
 from service.observability import ServiceMetrics
@@ -157,7 +158,8 @@ class ModelRepository:
 
     def _warm_up(self, card: ModelCard, runtime: OnnxModel) -> None:
         """Run blank batches through the graph: first-run allocations happen now, and a graph whose output
-        does not fit the card fails here rather than on a client's request."""
+        does not fit the card fails here rather than on a client's request. Then the decoders, so the first
+        request does not load a codec either."""
         shape = (3, card.input.height, card.input.width)
         sizes = sorted({1, self.settings.batch_max_size})
         for _ in range(self.settings.warmup_runs):
@@ -165,6 +167,8 @@ class ModelRepository:
                 out = runtime.run(np.zeros((size, *shape), dtype=np.float32))
                 if out.shape != (size, len(card.labels)):
                     raise ValueError(f"output shape {out.shape} does not match {len(card.labels)} labels in model.json")
+        limits = ImageLimits(self.settings.max_upload_bytes, self.settings.max_image_pixels, self.settings.max_frames)
+        warm_up_decoders(card.preprocessing, card.input, limits)
 
     def _fail(self, model: ServedModel, reason: str) -> None:
         model.status, model.error, model.runtime = "failed", reason, None
