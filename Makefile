@@ -81,3 +81,15 @@ PEERS_ARGS ?=
 .PHONY: bench-peers
 bench-peers: $(VENV)/.stamp-test
 	$(BIN)/python -m loadtest.peers $(PEERS_ARGS)
+
+# Not in CI: the choice of autoscaling signal (docs/benchmarks.md, "Autoscaling"). `make autoscale` replays the HPA over
+# the measured rows in loadtest/autoscale/measured-rows.json (seconds) and redraws docs/images/autoscale-*.png;
+# AUTOSCALE_ARGS=all measures a real catdog anew first (about 6 minutes, two free cores).
+AUTOSCALE_ARGS ?= replay --rows loadtest/autoscale/measured-rows.json
+.PHONY: autoscale cold-start
+autoscale: $(VENV)/.stamp-test
+	$(BIN)/python -m loadtest autoscale $(AUTOSCALE_ARGS)
+
+# Not in CI: start to ready and to the first answer on one core, 5 runs (docs/benchmarks.md, "Cold start").
+cold-start: $(VENV)/.stamp-test
+	$(BIN)/python -m loadtest cold-start
