@@ -6,6 +6,7 @@ so the replay draws real readings, noise included, instead of a smoothed curve."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import math
 import threading
@@ -96,7 +97,9 @@ class Scraper:
     def _run(self) -> None:
         next_at = time.monotonic()
         while not self._stop.is_set():
-            self.scrapes.append(scrape(self.url, self.pid))
+            # A scrape that timed out on a crowded machine is skipped: the next one still counts.
+            with contextlib.suppress(OSError):
+                self.scrapes.append(scrape(self.url, self.pid))
             next_at += self.interval_s
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
@@ -127,7 +130,9 @@ def measure_rate(url: str, pid: int, requests: list[bytes], rate: float, seconds
     """Open-loop arrivals at `rate` for `seconds`; the first second's readings (the transition) are dropped."""
     with Scraper(url, pid) as scraper:
         result = asyncio.run(loadgen.open_loop(url, requests, rate, seconds, max_conns=64))
-    scrapes = scraper.scrapes[1:]
+    scrapes = scraper.scrapes[1:] if len(scraper.scrapes) > 2 else scraper.scrapes
+    if len(scrapes) < 2:
+        raise RuntimeError(f"fewer than two scrapes of {url}/metrics in {seconds} s")
     first, last = scrapes[0], scrapes[-1]
     decisions = last.admissions - first.admissions
     return Row(
