@@ -93,3 +93,13 @@ autoscale: $(VENV)/.stamp-test
 # Not in CI: start to ready and to the first answer on one core, 5 runs (docs/benchmarks.md, "Cold start").
 cold-start: $(VENV)/.stamp-test
 	$(BIN)/python -m loadtest cold-start
+
+# Not in CI: Triton's perf_analyzer (scripts/install-perf-analyzer.sh) in its default mode against catdog and Triton
+# (PyTriton, from bench-peers' venv) on the same core (docs/benchmarks.md, "Triton's perf_analyzer").
+# TRITON_PERF_ARGS e.g. "--servers catdog --protocols grpc --repeat 1".
+TRITON_PERF_ARGS ?=
+.PHONY: bench-triton
+bench-triton: $(VENV)/.stamp-test
+	bash scripts/install-perf-analyzer.sh
+	$(BIN)/python -m loadtest.peers --peers pytriton --install-only
+	$(BIN)/python -m loadtest.triton_perf $(TRITON_PERF_ARGS)

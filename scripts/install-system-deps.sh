@@ -2,6 +2,8 @@
 # Debian packages the suite uses beyond Python: container build/run, Prometheus, headless Chromium.
 # Idempotent; needs root (CI runs as root). Tests that need these skip with a reason outside CI.
 set -euo pipefail
+# Triton's perf_analyzer with Debian 13's glibc in a private folder (not a system package; its own script).
+bash "$(dirname "$0")/install-perf-analyzer.sh"
 packages=(
   podman buildah runc debootstrap  # build and run the real image on a local stand-in base
   prometheus                       # scrape the service and check every dashboard query

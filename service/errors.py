@@ -64,6 +64,12 @@ class MissingFile(CatdogError):
     status, code, reason = 422, "missing_file", "missing_file"
 
 
+class NotServed(CatdogError):
+    """A call of a protocol that catdog knows but does not serve (Triton's shared memory, repository control...)."""
+
+    status, code = 501, "not_implemented"
+
+
 class InferenceFailed(CatdogError):
     status, code, reason = 500, "inference_failed", "inference_error"
 

@@ -17,6 +17,8 @@ from prometheus_client import (
     process_collector,
 )
 
+from service.dataplane.tally import InferenceTally
+
 # Millisecond-scale latency buckets (seconds): 1 ms .. 10 s.
 LATENCY_BUCKETS = (
     0.001,
@@ -94,6 +96,7 @@ class ModelMetrics:
 
     def __init__(self, model: str, metrics: ServiceMetrics) -> None:
         self.model = model
+        self._tally = metrics.tally
         self._batch_size = metrics.batch_size.labels(model)
         self._inference = metrics.inference_seconds.labels(model)
         self._queue_wait = metrics.queue_wait_seconds.labels(model)
@@ -101,6 +104,7 @@ class ModelMetrics:
     def observe_batch(self, size: int, queue_waits_s: list[float], inference_s: float) -> None:
         self._batch_size.observe(size)
         self._inference.observe(inference_s)
+        self._tally.batch(self.model, size, inference_s)
         for seconds in queue_waits_s:
             self._queue_wait.observe(seconds)
 
@@ -111,6 +115,7 @@ class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: unused, double the scrape
         self.registry = registry or CollectorRegistry()
+        self.tally = InferenceTally()  # exact per-model counts beside the histograms (service/dataplane/tally.py)
         process_collector.ProcessCollector(registry=self.registry)
         platform_collector.PlatformCollector(registry=self.registry)
         gc_collector.GCCollector(registry=self.registry)

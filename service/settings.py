@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = Field("127.0.0.1", description="proxies trusted for X-Forwarded-*; '*' in a cluster")
     grpc_enabled: bool = Field(True, description="serve the Open Inference Protocol over gRPC as well")
     grpc_port: int = Field(8001, ge=1, le=65535, description="gRPC port (inference.GRPCInferenceService, health)")
+    grpc_reflection: bool = Field(
+        True, description="gRPC server reflection (grpcurl, grpcui, Postman list and describe the services)"
+    )
 
     # Models and ONNX Runtime.
     model_dir: Path = Path("models")

@@ -50,6 +50,7 @@ from types import TracebackType
 
 from prometheus_client import Counter, Gauge
 
+from service.dataplane.tally import RequestTimings
 from service.errors import DeadlineExceeded, Overloaded
 from service.observability import ServiceMetrics
 
@@ -291,7 +292,7 @@ class Permit:
     """One admitted request. Releases its slot (and body bytes) when the `with`/`async with` block ends;
     `track` counts the work in each stage; `expired` tells a stage to drop the work (and counts the drop)."""
 
-    __slots__ = ("admission", "body_bytes", "deadline", "gate", "released")
+    __slots__ = ("admission", "body_bytes", "deadline", "gate", "released", "timings")
 
     def __init__(self, admission: Admission, gate: _Gate, deadline: Deadline, body_bytes: int) -> None:
         self.admission = admission
@@ -299,6 +300,7 @@ class Permit:
         self.deadline = deadline
         self.body_bytes = body_bytes
         self.released = False
+        self.timings = RequestTimings()  # where the request's time went (service/dataplane/tally.py)
 
     @property
     def model(self) -> str:

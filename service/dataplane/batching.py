@@ -201,6 +201,13 @@ class MicroBatcher:
         if self._observer is not None:  # inference time only: a prepared job's decode is in preprocess_seconds
             waits = [began - job.enqueued_at for job in live]
             self._observer.observe_batch(len(live), waits, finished - started)
+        enqueued: dict[int, tuple[Permit, float]] = {}  # each request in the run once, with its earliest image
+        for job in live:
+            if job.permit is not None:
+                earliest = enqueued.get(id(job.permit), (job.permit, job.enqueued_at))[1]
+                enqueued[id(job.permit)] = (job.permit, min(earliest, job.enqueued_at))
+        for permit, at in enqueued.values():
+            permit.timings.batch(at, began, started, finished)
         for job, row in zip(live, outputs, strict=True):
             if not job.future.done():
                 job.future.set_result(row)

@@ -141,23 +141,29 @@ class DataPlane:
     ) -> AsyncIterator[Permit]:
         """One inference request's span, its body's reading included, the same for every protocol: admission
         (unless the adapter's door already admitted it and passes its permit), the in-flight gauge, the request
-        duration by protocol, and the deadline (request_timeout_s, shortened by the client's)."""
+        duration by protocol and outcome (service/dataplane/tally.py), and the deadline (request_timeout_s,
+        shortened by the client's)."""
         cap = self.settings.request_timeout_s
         if permit is None:
             permit = self.admit(model.name, timeout_s, body_bytes=body_bytes)
         in_flight = self.metrics.in_flight.labels(model.name)
         in_flight.inc()
         started = time.perf_counter()
+        ok = False
         try:
             with permit:
                 async with asyncio.timeout(permit.deadline.remaining()):
                     yield permit
+            ok = True
         except TimeoutError:
             budget = cap if timeout_s is None else min(timeout_s, cap)
             raise DeadlineExceeded(f"no answer within {budget:g} s") from None
         finally:
             in_flight.dec()
-            self.metrics.request_seconds.labels(model.name, protocol).observe(time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.metrics.request_seconds.labels(model.name, protocol).observe(seconds)
+            # The outcome and where the time went (the permit carries it): Triton's statistics (oip/statistics.py).
+            self.metrics.tally.request(model.name, ok=ok, seconds=seconds, timings=permit.timings)
 
     # Work.
     async def classify(

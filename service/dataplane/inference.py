@@ -68,16 +68,23 @@ class Classifier:
             rows, images = await self._decode_and_run(model, uploads[0], permit)
         else:
             loop = asyncio.get_running_loop()
+            decoding = time.perf_counter()
             with permit.track(Stage.DECODING) if permit is not None else contextlib.nullcontext():
                 decoded = await asyncio.gather(
                     *(loop.run_in_executor(self._pool, self._prepare, model, u, permit) for u in uploads)
                 )
+            if permit is not None:
+                permit.timings.compute_input_ns += round((time.perf_counter() - decoding) * 1e9)
             rows = await asyncio.gather(*(batcher.submit(tensor, permit) for tensor, _ in decoded))
             images = [image for _, image in decoded]
-        return [
+        deciding = time.perf_counter()
+        predictions = [
             Prediction(self._answer(model, row), image, upload.filename)
             for image, row, upload in zip(images, rows, uploads, strict=True)
         ]
+        if permit is not None:
+            permit.timings.compute_output_ns += round((time.perf_counter() - deciding) * 1e9)
+        return predictions
 
     async def classify_tensors(
         self, model: ReadyModel, batch: np.ndarray, permit: Permit | None = None
@@ -86,7 +93,11 @@ class Classifier:
         card's input size (checked by the DataPlane) goes through the same batcher, decision and metrics as
         decoded images, one row each."""
         rows = await asyncio.gather(*(model.batcher.submit(tensor, permit) for tensor in batch))
-        return [self._answer(model, row) for row in rows]
+        deciding = time.perf_counter()
+        answers = [self._answer(model, row) for row in rows]
+        if permit is not None:
+            permit.timings.compute_output_ns += round((time.perf_counter() - deciding) * 1e9)
+        return answers
 
     def _answer(self, model: ReadyModel, row: np.ndarray) -> Answer:
         """One output row -> the card's decision, counted in the prediction metrics; an unusable row is the

@@ -18,6 +18,7 @@ GRPC_CODES: dict[int, grpc.StatusCode] = {
     415: grpc.StatusCode.INVALID_ARGUMENT,
     422: grpc.StatusCode.INVALID_ARGUMENT,
     500: grpc.StatusCode.INTERNAL,
+    501: grpc.StatusCode.UNIMPLEMENTED,  # a call of Triton's protocol that catdog does not serve
     503: grpc.StatusCode.UNAVAILABLE,  # not ready, overloaded, draining: clients retry UNAVAILABLE elsewhere
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }

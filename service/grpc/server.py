@@ -27,9 +27,11 @@ import grpc
 import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
 
 from service.dataplane.dataplane import DataPlane
 from service.errors import StartupError
+from service.grpc.pool import POOL
 from service.grpc.servicer import add_to_server
 
 log = structlog.get_logger(__name__)
@@ -77,6 +79,34 @@ class ReadinessHealth(health_aio.HealthServicer):
             await asyncio.sleep(HEALTH_POLL_S)
 
 
+def enable_reflection(server: grpc.aio.Server) -> None:
+    """Server reflection over both services: catdog's messages from their private pool (service/grpc/pool.py),
+    grpc.health.v1's from protobuf's default one, where grpcio-health-checking registers them."""
+    from google.protobuf import descriptor_pool
+
+    services = (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+    pool: Any = _ReflectionPool(POOL, descriptor_pool.Default())  # duck-typed: the lookups reflection makes
+    reflection.enable_server_reflection(services, server, pool=pool)
+
+
+class _ReflectionPool:
+    """The lookups grpc_reflection makes, tried in each pool in turn (a symbol lives in exactly one of them)."""
+
+    def __init__(self, *pools: Any) -> None:
+        self._pools = pools
+
+    def __getattr__(self, lookup: str) -> Any:
+        def find(*args: Any) -> Any:
+            for pool in self._pools[:-1]:
+                try:
+                    return getattr(pool, lookup)(*args)
+                except KeyError:
+                    continue
+            return getattr(self._pools[-1], lookup)(*args)
+
+        return find
+
+
 class GrpcServer:
     def __init__(self, data_plane: DataPlane) -> None:
         self.data_plane = data_plane
@@ -99,6 +129,8 @@ class GrpcServer:
         add_to_server(self.data_plane, server)
         health = ReadinessHealth(self.data_plane)
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        if settings.grpc_reflection:
+            enable_reflection(server)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         address = f"{host}:{settings.grpc_port}"
         try:

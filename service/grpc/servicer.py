@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 
 from service.access import log_access, request_id
 from service.dataplane.dataplane import DataPlane
-from service.errors import CatdogError, MalformedRequest
+from service.errors import CatdogError, MalformedRequest, NotServed
 from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
 from service.grpc.errors import abort, grpc_code
@@ -71,7 +72,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Context) -> Any:
         async def handle(fields: dict[str, Any]) -> Any:
-            return pb.ModelReadyResponse(ready=self.data_plane.model_ready(request.name, request.version or None))
+            version = self.oip.version(request.name, request.version or None)
+            return pb.ModelReadyResponse(ready=self.data_plane.model_ready(request.name, version))
 
         return await self._call("ModelReady", context, handle, model=request.name)
 
@@ -93,7 +95,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def handle(fields: dict[str, Any]) -> Any:
             """Parse, admit, read, classify, encode (the body is already read: grpc parsed the message)."""
             data_plane = self.data_plane
-            model = data_plane.model_for_work(request.model_name, request.model_version or None)
+            version = self.oip.version(request.model_name, request.model_version or None)
+            model = data_plane.model_for_work(request.model_name, version)
             # Admitted with the client's gRPC deadline as the request's (capped by request_timeout_s).
             timeout = context.time_remaining()
             span = data_plane.span(model, PROTOCOL, timeout_s=timeout, body_bytes=request.ByteSize())
@@ -111,6 +114,53 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return response
 
         return await self._call("ModelInfer", context, handle, offered_id=request.id, model=request.model_name)
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Context) -> Any:
+        async def handle(fields: dict[str, Any]) -> Any:
+            config = self.oip.model_config(request.name, request.version or None)
+            return json_format.ParseDict({"config": config}, pb.ModelConfigResponse())
+
+        return await self._call("ModelConfig", context, handle, model=request.name)
+
+    async def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: Context) -> Any:
+        async def handle(fields: dict[str, Any]) -> Any:
+            statistics = self.oip.statistics(request.name or None, request.version or None)
+            return json_format.ParseDict(statistics, pb.ModelStatisticsResponse())
+
+        return await self._call("ModelStatistics", context, handle, model=request.name or None)
+
+
+def _unimplemented(method: str) -> Callable[..., Awaitable[Any]]:
+    """Triton's calls catdog does not serve: UNIMPLEMENTED with a message that says so (not grpc's generic
+    "Method not implemented!"), and an access line like every call."""
+
+    async def refuse(self: InferenceServicer, request: Any, context: Context) -> Any:
+        async def handle(fields: dict[str, Any]) -> Any:
+            raise NotServed(f"catdog does not serve {SERVICE}{method}: {UNSERVED[method]}")
+
+        return await self._call(method, context, handle)
+
+    refuse.__name__ = method
+    return refuse
+
+
+# Every call of Triton's service beyond the ones above, and why catdog leaves it out.
+UNSERVED = {
+    "ModelStreamInfer": "streaming inference is not served; call ModelInfer",
+    "RepositoryIndex": "its model repository is fixed at start (GET /v1/models lists it)",
+    "RepositoryModelLoad": "its model repository is fixed at start",
+    "RepositoryModelUnload": "its model repository is fixed at start",
+    "SystemSharedMemoryStatus": "shared-memory tensors are not supported; send tensors in the request",
+    "SystemSharedMemoryRegister": "shared-memory tensors are not supported; send tensors in the request",
+    "SystemSharedMemoryUnregister": "shared-memory tensors are not supported; send tensors in the request",
+    "CudaSharedMemoryStatus": "CUDA shared memory is not supported",
+    "CudaSharedMemoryRegister": "CUDA shared memory is not supported",
+    "CudaSharedMemoryUnregister": "CUDA shared memory is not supported",
+    "TraceSetting": "tracing is configured by settings, not per call",
+    "LogSettings": "logging is configured by settings (CATDOG_LOG_LEVEL), not per call",
+}
+for _method in UNSERVED:
+    setattr(InferenceServicer, _method, _unimplemented(_method))
 
 
 def parse_model_infer(request: Any) -> InferRequest:
@@ -135,8 +185,17 @@ def parse_model_infer(request: Any) -> InferRequest:
         else:
             raise MalformedRequest(f"input {tensor.name!r}: datatype {tensor.datatype!r} is not served (BYTES or FP32)")
         inputs.append(InferInput(tensor.name, tensor.datatype, shape, data))
-    outputs = [RequestedOutput(o.name) for o in request.outputs] or None
+    outputs = [RequestedOutput(o.name, None, _parameters(o.parameters)) for o in request.outputs] or None
     return InferRequest(request.model_name, request.model_version or None, request.id or None, inputs, outputs)
+
+
+def _parameters(parameters: Any) -> dict[str, Any]:
+    """A map of InferParameter -> plain values (the one of its choices that is set)."""
+    values: dict[str, Any] = {}
+    for key, parameter in parameters.items():
+        choice = parameter.WhichOneof("parameter_choice")
+        values[key] = getattr(parameter, choice) if choice else None
+    return values
 
 
 def _peer(context: Context) -> str:

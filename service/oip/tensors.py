@@ -38,10 +38,12 @@ class InferInput:
 
 @dataclass(slots=True)
 class RequestedOutput:
-    """An output the client asked for; `binary` is REST's per-output `binary_data` (None: the request default)."""
+    """An output the client asked for; `binary` is REST's per-output `binary_data` (None: the request default);
+    `parameters` the others (`classification`; any other is refused, never ignored)."""
 
     name: str
     binary: bool | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

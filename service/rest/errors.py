@@ -30,8 +30,10 @@ OIP_PREFIX = "/v2/"
 
 
 def is_oip(scope: Scope) -> bool:
-    """The Open Inference Protocol's routes answer in its own error shape."""
-    return route_path(scope).startswith(OIP_PREFIX)
+    """The Open Inference Protocol's paths answer in its own error shape (tritonclient and KServe's SDK read that
+    string), unmatched routes and wrong methods included."""
+    path = route_path(scope)
+    return path == OIP_PREFIX.rstrip("/") or path.startswith(OIP_PREFIX)
 
 
 def error_document(exc: CatdogError, scope: Scope) -> tuple[int, dict[str, Any]]:
@@ -65,13 +67,19 @@ def register_error_handlers(app: FastAPI, data_plane: DataPlane) -> None:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         message = f"{where}: {first.get('msg', 'invalid request')}"
+        if is_oip(request.scope):
+            return JSONResponse({"error": message}, status_code=422)
         return JSONResponse(error_body("invalid_request", message, request_id_of(request)), status_code=422)
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)  # registered for HTTPException only
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if is_oip(request.scope):
+            message = f"{exc.detail}: {request.method} {route_path(request.scope)}"
+            return JSONResponse({"error": message}, status_code=exc.status_code, headers=headers)
         body = error_body(code, str(exc.detail), request_id_of(request))
-        return JSONResponse(body, status_code=exc.status_code, headers=dict(exc.headers or {}))
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
     app.add_exception_handler(CatdogError, on_catdog_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.access import log_access, request_id
 from service.errors import error_body
 from service.lifecycle import Lifecycle
+from service.rest.errors import is_oip
 from service.rest.requests import header, route_path
 from service.rest.security import COMMON_HEADERS, NO_STORE, default_policy, docs_policy
 from service.settings import Settings
@@ -135,7 +136,9 @@ class RequestContextMiddleware:
             log.exception("unhandled_error", request_id=rid, method=scope["method"], path=scope["path"])
             if response_started:
                 raise
-            body = error_body("internal_error", _INTERNAL_MESSAGE, rid)
+            body: dict[str, Any] = error_body("internal_error", _INTERNAL_MESSAGE, rid)
+            if is_oip(scope):  # the Open Inference Protocol's shape under /v2 (service/rest/errors.py)
+                body = {"error": f"{_INTERNAL_MESSAGE} ({rid})"}
             await JSONResponse(body, status_code=500)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from pytriton.decorators import batch
 from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-from pytriton.triton import Triton, TritonConfig
+from pytriton.triton import DEFAULT_PROTECTED_ENDPOINTS, Triton, TritonConfig, TritonSecurityConfig
 
 from loadtest.peers.servers.common import Classifier, arguments
 
@@ -49,7 +49,11 @@ def main() -> None:
         metrics_address="127.0.0.1",
         metrics_port=metrics_port,
     )
-    with Triton(config=triton_config, workspace=args.workdir) as triton:
+    # Statistics readable without PyTriton's access token, as in Triton itself: perf_analyzer (make bench-triton)
+    # reads them for its server-side figures. The other endpoints PyTriton protects stay protected.
+    protected = [e for e in DEFAULT_PROTECTED_ENDPOINTS if e != "statistics"]
+    security = TritonSecurityConfig(restricted_endpoints=protected)
+    with Triton(config=triton_config, workspace=args.workdir, security_config=security) as triton:
         triton.bind(
             model_name=args.model,
             infer_func=infer,

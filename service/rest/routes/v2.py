@@ -62,13 +62,13 @@ def router(data_plane: DataPlane) -> APIRouter:
     async def model_ready(name: str, version: str | None = None) -> JSONResponse:
         """200 `{"name", "ready": true}` when ready; 503 with `"ready": false` while loading, failed or draining
         (the protocol says any 4xx/5xx means not ready; KServe answers 503 too)."""
-        ready = data_plane.model_ready(name, version)
+        ready = data_plane.model_ready(name, oip.version(name, version))
         return JSONResponse({"name": name, "ready": ready}, status_code=200 if ready else 503)
 
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         """Parse, admit, read, classify, encode."""
         note(request, model=name, protocol=PROTOCOL)
-        model = data_plane.model_for_work(name, version)
+        model = data_plane.model_for_work(name, oip.version(name, version))
         # Admitted before the body is read: by the door (service/rest/admission.py) or, without it, here.
         timeout = parse_timeout(request.headers.get("x-request-timeout"))
         max_bytes = data_plane.settings.max_upload_bytes
@@ -87,12 +87,23 @@ def router(data_plane: DataPlane) -> APIRouter:
         headers = {"Inference-Header-Content-Length": str(header_length)}
         return Response(content, media_type="application/octet-stream", headers=headers)
 
+    async def model_config(name: str, version: str | None = None) -> JSONResponse:
+        """Triton's model configuration (service/oip/config.py)."""
+        return JSONResponse(oip.model_config(name, version))
+
+    async def model_statistics(name: str | None = None, version: str | None = None) -> JSONResponse:
+        """Triton's statistics (service/oip/statistics.py): every ready model under /v2/models/stats."""
+        return JSONResponse(oip.statistics(name, version))
+
     routes.add_api_route("", server_metadata, methods=["GET"])
     routes.add_api_route("/", server_metadata, methods=["GET"])  # the protocol's OpenAPI spells it /v2/
     routes.add_api_route("/health/live", server_live, methods=["GET"])
     routes.add_api_route("/health/ready", server_ready, methods=["GET"])
+    routes.add_api_route("/models/stats", model_statistics, methods=["GET"])  # before /models/{name}: not a name
     for prefix in ("/models/{name}", "/models/{name}/versions/{version}"):
         routes.add_api_route(prefix, model_metadata, methods=["GET"])
+        routes.add_api_route(f"{prefix}/config", model_config, methods=["GET"])
+        routes.add_api_route(f"{prefix}/stats", model_statistics, methods=["GET"])
         routes.add_api_route(f"{prefix}/ready", model_ready, methods=["GET"])
         routes.add_api_route(f"{prefix}/infer", infer, methods=["POST"])
     return routes
@@ -150,8 +161,10 @@ def parse_infer_request(body: bytes, header_length: str | None, model: str, vers
         for i, raw in enumerate(document["outputs"]):
             if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
                 raise MalformedRequest(f"outputs[{i}] needs a string 'name'")
-            binary_flag = _parameters(raw, f"outputs[{i}]").get("binary_data")
-            outputs.append(RequestedOutput(raw["name"], None if binary_flag is None else bool(binary_flag)))
+            parameters = dict(_parameters(raw, f"outputs[{i}]"))
+            binary_flag = parameters.pop("binary_data", None)
+            wants_binary = None if binary_flag is None else bool(binary_flag)
+            outputs.append(RequestedOutput(raw["name"], wants_binary, parameters))
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise MalformedRequest("'id' must be a string")

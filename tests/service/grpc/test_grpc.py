@@ -65,7 +65,7 @@ def test_live_ready_and_metadata(client: triton.InferenceServerClient) -> None:
     assert meta["versions"] == ["0.1.0"]
     assert meta["platform"] == "onnxruntime_onnx"
     assert [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]] == [
-        ("image", "BYTES", ["-1"]),
+        ("image", "BYTES", ["-1", "1"]),
         ("input", "FP32", ["-1", "3", "48", "40"]),
     ]
     assert [(t["name"], t["datatype"], t["shape"]) for t in meta["outputs"]] == [

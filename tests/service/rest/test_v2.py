@@ -92,7 +92,7 @@ def test_model_metadata(oip_service: ServiceProcess, path: str) -> None:
         "versions": ["0.1.0"],
         "platform": "onnxruntime_onnx",
         "inputs": [
-            {"name": "image", "datatype": "BYTES", "shape": [-1]},
+            {"name": "image", "datatype": "BYTES", "shape": [-1, 1]},
             {"name": "input", "datatype": "FP32", "shape": [-1, 3, 48, 40]},
         ],
         "outputs": [

@@ -1,0 +1,92 @@
+"""Triton's perf_analyzer as scripts/install-perf-analyzer.sh leaves it, and its input-data file for an image."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+INSTALL = "scripts/install-perf-analyzer.sh"
+
+
+def perf_analyzer_home() -> Path:
+    """Where the install script puts it (the same rule as the script)."""
+    if home := os.environ.get("CATDOG_PERF_ANALYZER_HOME"):
+        return Path(home)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "catdog" / "perf-analyzer"
+
+
+def require_perf_analyzer() -> Path:
+    """The wrapper that runs perf_analyzer on Debian 13's glibc; skips outside CI when missing, fails in CI (where
+    scripts/install-system-deps.sh runs the install script)."""
+    wrapper = perf_analyzer_home() / "perf_analyzer"
+    if wrapper.is_file() and os.access(wrapper, os.X_OK):
+        return wrapper
+    if os.environ.get("CI"):
+        pytest.fail(f"perf_analyzer is required in CI and missing at {wrapper} (run {INSTALL})")
+    pytest.skip(f"perf_analyzer not installed at {wrapper} (run {INSTALL})")
+
+
+def image_input_data(path: Path, image: bytes) -> Path:
+    """perf_analyzer's --input-data JSON with `image` holding one encoded image: a BYTES element is its 4-byte
+    little-endian length and then its bytes, base64 as a whole; shape [1] (the batch dimension comes from -b)."""
+    element = struct.pack("<I", len(image)) + image
+    document = {"data": [{"image": {"content": {"b64": base64.b64encode(element).decode()}, "shape": [1]}}]}
+    path.write_text(json.dumps(document))
+    return path
+
+
+@dataclass
+class Measurement:
+    """One concurrency level of a run: the client's side and the server-side statistics it read (deltas)."""
+
+    concurrency: int
+    client_requests: int
+    throughput: float
+    server_inferences: int
+    server_executions: int
+    server_requests: int
+    csv: dict[str, str]
+
+
+def run(wrapper: Path, args: list[str], csv_path: Path, *, timeout: float = 240) -> tuple[str, list[Measurement]]:
+    """Run perf_analyzer with `args` and `-f csv_path`; its stdout and the measurements it reported."""
+    done = subprocess.run(
+        [str(wrapper), *args, "-f", str(csv_path)], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, f"perf_analyzer failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr}"
+    return done.stdout, parse(done.stdout, csv_path.read_text())
+
+
+def parse(stdout: str, csv_text: str) -> list[Measurement]:
+    """The figures of each `Request concurrency: N` block of stdout, with its row of the CSV."""
+    header, *rows = [line.split(",") for line in csv_text.strip().splitlines()]
+    by_concurrency = {int(row[0]): dict(zip(header, row, strict=True)) for row in rows}
+    out = []
+    for block in stdout.split("Request concurrency: ")[1:]:
+        concurrency = int(block.split("\n", 1)[0])
+        client, _, server = block.partition("  Server:")
+
+        def field(text: str, name: str) -> str:
+            line = next(line for line in text.splitlines() if line.strip().startswith(name + ":"))
+            return line.split(":", 1)[1].split()[0]
+
+        out.append(
+            Measurement(
+                concurrency,
+                int(field(client, "Request count")),
+                float(field(client, "Throughput")),
+                int(field(server, "Inference count")),
+                int(field(server, "Execution count")),
+                int(field(server, "Successful request count")),
+                by_concurrency[concurrency],
+            )
+        )
+    return out
