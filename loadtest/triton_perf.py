@@ -57,18 +57,29 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def perf_analyzer_home() -> Path:
+    """Where scripts/install-perf-analyzer.sh puts it: $CATDOG_PERF_ANALYZER_HOME, else the user's cache."""
+    if home := os.environ.get("CATDOG_PERF_ANALYZER_HOME"):
+        return Path(home)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "catdog" / "perf-analyzer"
+
+
 def perf_analyzer() -> Path:
-    home = os.environ.get("CATDOG_PERF_ANALYZER_HOME")
-    root = Path(home) if home else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "catdog"
-    wrapper = (root if home else root / "perf-analyzer") / "perf_analyzer"
+    wrapper = perf_analyzer_home() / "perf_analyzer"
     if not wrapper.exists():
         sys.exit(f"{wrapper} missing: run scripts/install-perf-analyzer.sh")
     return wrapper
 
 
-def input_data(path: Path, image: bytes) -> Path:
+def input_data(path: Path, image: bytes, shape: list[int] | None = None) -> Path:
+    """perf_analyzer's --input-data JSON with `image` holding one encoded image: a BYTES element is its 4-byte
+    little-endian length and then its bytes, base64 as a whole; `shape` without the batch dimension (None: the
+    model's)."""
     element = struct.pack("<I", len(image)) + image
-    path.write_text(json.dumps({"data": [{"image": {"content": {"b64": base64.b64encode(element).decode()}}}]}))
+    tensor: dict[str, Any] = {"content": {"b64": base64.b64encode(element).decode()}}
+    if shape is not None:
+        tensor["shape"] = shape
+    path.write_text(json.dumps({"data": [{"image": tensor}]}))
     return path
 
 

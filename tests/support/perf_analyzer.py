@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from loadtest.triton_perf import input_data, perf_analyzer_home
+
 INSTALL = "scripts/install-perf-analyzer.sh"
-
-
-def perf_analyzer_home() -> Path:
-    """Where the install script puts it (the same rule as the script)."""
-    if home := os.environ.get("CATDOG_PERF_ANALYZER_HOME"):
-        return Path(home)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "catdog" / "perf-analyzer"
 
 
 def require_perf_analyzer() -> Path:
     """The wrapper that runs perf_analyzer on Debian 13's glibc; skips outside CI when missing, fails in CI (where
     scripts/install-system-deps.sh runs the install script)."""
-    wrapper = perf_analyzer_home() / "perf_analyzer"
+    wrapper = perf_analyzer_home() / "perf_analyzer"  # where scripts/install-perf-analyzer.sh puts it
     if wrapper.is_file() and os.access(wrapper, os.X_OK):
         return wrapper
     if os.environ.get("CI"):
@@ -35,12 +26,8 @@ def require_perf_analyzer() -> Path:
 
 
 def image_input_data(path: Path, image: bytes) -> Path:
-    """perf_analyzer's --input-data JSON with `image` holding one encoded image: a BYTES element is its 4-byte
-    little-endian length and then its bytes, base64 as a whole; shape [1] (the batch dimension comes from -b)."""
-    element = struct.pack("<I", len(image)) + image
-    document = {"data": [{"image": {"content": {"b64": base64.b64encode(element).decode()}, "shape": [1]}}]}
-    path.write_text(json.dumps(document))
-    return path
+    """The input file with one image, shape [1] (the batch dimension comes from -b)."""
+    return input_data(path, image, [1])
 
 
 @dataclass
