@@ -5,6 +5,15 @@ alternate A B C A B C), each started fresh under `taskset` on the server CPU and
 Per server: time to the first answer, every test image's first answer against catdog's, then for each JPEG size
 images/s at saturation (closed loop), single-request p50/p99 and p99 at half the saturated rate (open loop), and
 the resident memory of its whole process tree. Results: --out/peers.json and --out/peers.md.
+
+Two works per image (`--work`, both by default, one after the other):
+- `same`: every peer runs catdog's own preprocessing on the model file catdog serves: serving overhead only;
+  answers must match catdog's (ANSWER_TOLERANCE).
+- `card`: each peer as a user sets it up from its docs and the model card (`servers.common.card_tensor`: Pillow's
+  draft decode, bicubic resize, centre crop; a default ONNX Runtime session on the FP32 file) against catdog with
+  its shipped defaults (the card's default precision). Peers' answers must match each other's; catdog's
+  distance from theirs is reported, not held to the tolerance (its preprocessing is held to the reference's by
+  the answer budget instead).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from loadtest import bench, loadgen
 from loadtest.peers import procs, report, venvs
 from loadtest.peers.protocol import ANSWER_TOLERANCE, ENCODINGS, answer_difference, exchange
 from loadtest.peers.registry import CATDOG, PEERS, Contender, Peer, contenders
+from loadtest.peers.servers.common import WORKS
 
 SMOKE_PEER = "litserve"
 
@@ -58,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-cpus", default="1", help="taskset list for every server and the limit loop")
     parser.add_argument("--client-cpus", default="0", help="taskset list for this process (the load generator)")
     parser.add_argument("--model", default="pretrained")
+    parser.add_argument(
+        "--work",
+        type=_csv(list(WORKS)),
+        default=list(WORKS),
+        help="same (catdog's preprocessing and model file everywhere), card (each peer as users set it up), or both",
+    )
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "int8"), help="CATDOG_PRECISION")
     parser.add_argument("--model-dir", type=Path, default=bench.REPO_ROOT / "models")
     parser.add_argument("--images", type=Path, default=Path(tempfile.gettempdir()) / "catdog-bench-images")
@@ -79,9 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def launch(
-    contender: Contender, args: argparse.Namespace, port: int, scratch: Path
+    contender: Contender, args: argparse.Namespace, port: int, scratch: Path, work: str = "same"
 ) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment that start one server configuration."""
+    """The command line and environment that start one server configuration for `work` (see above)."""
     peer = contender.peer
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV" and not k.startswith("CATDOG_")}
     if peer.name == CATDOG:
@@ -92,9 +108,10 @@ def launch(
             "CATDOG_MODEL_DIR": str(models),
             "CATDOG_BATCH_MAX_SIZE": str(args.batch_size if contender.batched else 1),
             "CATDOG_BATCH_MAX_WAIT_MS": str(args.batch_wait_ms if contender.batched else 0),
-            "CATDOG_PRECISION": args.precision,
             "CATDOG_GRPC_PORT": str(bench._free_port()),  # its gRPC listener, like the peers', on a free port
         }
+        if work == "same":  # as users run it: the shipped default precision (the card's)
+            env["CATDOG_PRECISION"] = args.precision
         return [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port)], env
     python = venvs.venv_python(peer)
     env |= {
@@ -106,7 +123,8 @@ def launch(
     if peer.needs_libpython:
         env["LD_LIBRARY_PATH"] = str(venvs.base_lib_dir(python.parent.parent))
     command = [str(python), "-m", peer.module, "--model-dir", str(args.model_dir.resolve()), "--model", args.model]
-    command += ["--port", str(port), "--workdir", str(scratch / "work"), "--precision", args.precision]
+    precision = args.precision if work == "same" else "fp32"  # the card's published file
+    command += ["--port", str(port), "--workdir", str(scratch / "work"), "--precision", precision, "--work", work]
     command += ["--max-batch", str(args.batch_size if contender.batched else 1), "--batch-wait-ms"]
     command += [str(args.batch_wait_ms)]
     if peer.extra_ports:
@@ -142,15 +160,17 @@ def measure(
     labels: list[str],
     reference: dict[str, list[float]],
     log: Path,
+    work: str = "same",
 ) -> dict[str, Any]:
-    """Start one server configuration, check its answers, load it, measure it, end it."""
+    """Start one server configuration, check its answers against `reference` (the first server's to answer
+    fills it), load it, measure it, end it."""
     peer, encoding = contender.peer, ENCODINGS[contender.peer.encoding]
     # Short: Ray puts unix sockets under it, and their paths must stay under 108 bytes.
     scratch = Path(tempfile.mkdtemp(prefix="cdp-"))
     port = bench._free_port()
     url = f"http://127.0.0.1:{port}"
     path = peer.path.format(model=args.model)
-    command, env = launch(contender, args, port, scratch)
+    command, env = launch(contender, args, port, scratch, work)
     marker = f"{uuid.uuid4().hex}-{contender.key}"
     requests = {
         size: [encoding.build(url, path, p.read_bytes(), p.name, contender.batched) for p in paths]
@@ -169,7 +189,7 @@ def measure(
                 if status != 200:
                     raise RuntimeError(f"{image.name}: HTTP {status}: {body[:200]!r}")
                 answer = encoding.parse(body, labels)
-                reference.setdefault(image.name, answer)  # catdog runs first: its answers are the reference
+                reference.setdefault(image.name, answer)  # the first to answer (catdog, in the same work)
                 diff = answer_difference(answer, reference[image.name])
                 run["answers"][image.name] = {"probabilities": answer, "max_diff": diff}
         run["memory_idle"] = procs.tree_memory_mb(proc.pid, marker)
@@ -199,12 +219,8 @@ def code_state() -> dict[str, Any]:
     return {"commit": git("rev-parse", "--short", "HEAD").strip(), "uncommitted": [line[3:] for line in dirty]}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    from service.dataplane.card import ModelCard
-
-    labels = list(ModelCard.load(args.model_dir / args.model / "model.json").labels)
-    all_images = bench.make_images(args.images)
-    images = {size: all_images[size] for size in args.sizes}
+def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Install what is missing, then each work of --work in turn: work -> its results."""
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     peers: list[Peer] = [PEERS[name] for name in dict.fromkeys([CATDOG, *args.peers])]
@@ -214,13 +230,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         status = venvs.ensure_all(peers, logs)
     os.sched_setaffinity(0, bench._parse_cpus(args.client_cpus))
+    return {work: run_work(args, work, status) for work in args.work}
+
+
+def run_work(args: argparse.Namespace, work: str, status: dict[str, str | None]) -> dict[str, Any]:
+    """Every round of one work: the limit, then every server configuration in turn."""
+    from service.dataplane.card import ModelCard
+
+    labels = list(ModelCard.load(args.model_dir / args.model / "model.json").labels)
+    all_images = bench.make_images(args.images)
+    images = {size: all_images[size] for size in args.sizes}
+    logs = args.out / "logs"
     results: dict[str, Any] = {
         "machine": bench._machine(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "code": code_state(),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()} | {"work": work},
+        "work": work,
         "limit": {size: [] for size in images},
         "reference": {},
+        "catdog_answers": {},
         "contenders": {},
     }
     entries: dict[str, dict[str, Any]] = results["contenders"]
@@ -250,27 +279,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             entry = entries[contender.key]
             if entry["error"] is not None:
                 continue  # could not install, or failed in an earlier round: reported, not retried
-            log = logs / f"{contender.key}-round{round_index + 1}.log"
+            log = logs / f"{work}-{contender.key}-round{round_index + 1}.log"
             log.unlink(missing_ok=True)
+            # The card work: the peers' answers are the reference (they must agree with each other); catdog's
+            # own are checked against themselves, and their distance from the peers' is reported afterwards.
+            own = work == "card" and contender.peer.name == CATDOG
+            reference = results["catdog_answers"] if own else results["reference"]
             try:
-                entry["runs"].append(measure(contender, args, images, labels, results["reference"], log))
+                entry["runs"].append(measure(contender, args, images, labels, reference, log, work))
             except Exception as exc:  # any failure of a peer is a result to report, not a crash of the harness
                 entry["error"] = f"{type(exc).__name__}: {exc}"[:400]
                 print(f"  {contender.key} failed: {entry['error']}", file=sys.stderr, flush=True)
+    if work == "card":
+        for entry in entries.values():
+            if entry["peer"] == CATDOG:
+                entry["card_distance"] = card_distance(entry, results["reference"])
     for entry in entries.values():
         entry["summary"] = report.summarise(entry, list(images))
     return results
+
+
+def card_distance(entry: dict[str, Any], reference: dict[str, list[float]]) -> float | None:
+    """catdog's largest probability difference from the peers' card pipeline, over every image and round."""
+    diffs = [
+        answer_difference(answer["probabilities"], reference[image])
+        for run in entry["runs"]
+        for image, answer in run.get("answers", {}).items()
+        if image in reference
+    ]
+    return max(diffs) if diffs else None
 
 
 def failures(results: dict[str, Any]) -> list[str]:
     """What makes the run's exit status non-zero: a wrong answer or processes left behind (a peer that could not
     run is a reported result, not a failure of the harness)."""
     problems = []
+    work = results.get("work", "same")
     for key, entry in results["contenders"].items():
         summary = entry["summary"]
         diff = summary.get("answer_max_diff")
         if diff is not None and diff > ANSWER_TOLERANCE:
-            problems.append(f"{key}: answers differ from catdog's by {diff:.2e} (tolerance {ANSWER_TOLERANCE})")
+            whose = "the other peers'" if work == "card" else "catdog's"
+            problems.append(f"{key}: answers differ from {whose} by {diff:.2e} (tolerance {ANSWER_TOLERANCE})")
         if summary.get("leftover"):
             problems.append(f"{key}: processes survived shutdown: {summary['leftover']}")
         if summary.get("unpinned"):
@@ -289,13 +339,13 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop
 
         uvloop.install()
-    results = run(args)
+    by_work = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "peers.json").write_text(json.dumps(results, indent=2))
-    table = report.markdown(results)
+    (args.out / "peers.json").write_text(json.dumps(by_work, indent=2))
+    table = "\n".join(f"### {report.WORK_TITLES[work]}\n\n{report.markdown(r)}" for work, r in by_work.items())
     (args.out / "peers.md").write_text(table)
     print(table)
-    problems = failures(results)
+    problems = [problem for r in by_work.values() for problem in failures(r)]
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     return 1 if problems else 0

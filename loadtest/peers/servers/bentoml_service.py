@@ -33,7 +33,7 @@ def _answer(labels: list[str], row: Any) -> dict[str, Any]:
 @bentoml.service(workers=1)
 class CatdogService:
     def __init__(self) -> None:
-        self.classifier = Classifier(Path(ARGS.model_dir), ARGS.model, ARGS.precision)
+        self.classifier = Classifier(Path(ARGS.model_dir), ARGS.model, ARGS.precision, getattr(ARGS, "work", "same"))
 
     if BATCH > 1:
 
@@ -62,6 +62,7 @@ def main() -> None:
         "model": args.model,
         "max_batch": args.max_batch,
         "precision": args.precision,
+        "work": args.work,
     }.items():
         command += ["--arg", f"{key}={value}"]
     os.execv(command[0], command)  # noqa: S606 (replace this process: the harness tracks one tree)

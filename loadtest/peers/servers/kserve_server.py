@@ -25,7 +25,7 @@ class CatdogModel(kserve.Model):
         self.load()
 
     def load(self) -> bool:
-        self.classifier = Classifier(self.args.model_dir, self.args.model, self.args.precision)
+        self.classifier = Classifier(self.args.model_dir, self.args.model, self.args.precision, self.args.work)
         self.ready = True
         return True
 

@@ -19,7 +19,7 @@ class CatdogAPI(ls.LitAPI):
         self.args = args
 
     def setup(self, device: str) -> None:
-        self.classifier = Classifier(self.args.model_dir, self.args.model, self.args.precision)
+        self.classifier = Classifier(self.args.model_dir, self.args.model, self.args.precision, self.args.work)
 
     def decode_request(self, request: Request) -> bytes:
         # LitServe picks the endpoint's body type from this annotation (no `from __future__ import annotations`

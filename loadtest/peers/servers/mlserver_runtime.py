@@ -28,7 +28,7 @@ from loadtest.peers.servers.common import Classifier, arguments
 class CatdogRuntime(MLModel):
     async def load(self) -> bool:
         extra: dict[str, Any] = self.settings.parameters.extra
-        self.classifier = Classifier(Path(extra["model_dir"]), extra["model"], extra["precision"])
+        self.classifier = Classifier(Path(extra["model_dir"]), extra["model"], extra["precision"], extra["work"])
         return True
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
@@ -48,7 +48,12 @@ def main() -> None:
         "name": args.model,
         "implementation": "loadtest.peers.servers.mlserver_runtime.CatdogRuntime",
         "parameters": {
-            "extra": {"model_dir": str(args.model_dir.resolve()), "model": args.model, "precision": args.precision}
+            "extra": {
+                "model_dir": str(args.model_dir.resolve()),
+                "model": args.model,
+                "precision": args.precision,
+                "work": args.work,
+            }
         },
     }
     if args.max_batch > 1:

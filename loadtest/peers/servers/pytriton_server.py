@@ -23,7 +23,7 @@ from loadtest.peers.servers.common import Classifier, arguments
 
 def main() -> None:
     args = arguments(__doc__ or "")
-    classifier = Classifier(args.model_dir, args.model, args.precision)
+    classifier = Classifier(args.model_dir, args.model, args.precision, args.work)
 
     @batch
     def infer_batch(image: np.ndarray) -> dict[str, np.ndarray]:

@@ -25,8 +25,10 @@ from loadtest.peers.servers.common import Classifier, arguments
 
 @serve.deployment(num_replicas=1)
 class Catdog:
-    def __init__(self, model_dir: str, model: str, precision: Any, max_batch: int, batch_wait_ms: float) -> None:
-        self.classifier = Classifier(Path(model_dir), model, precision)
+    def __init__(
+        self, model_dir: str, model: str, precision: Any, max_batch: int, batch_wait_ms: float, work: Any
+    ) -> None:
+        self.classifier = Classifier(Path(model_dir), model, precision, work)
         self.batching = max_batch > 1
         if self.batching:
             self.predict_batch.set_max_batch_size(max_batch)
@@ -51,7 +53,8 @@ def main() -> None:
     args = arguments(__doc__ or "")
     ray.init(num_cpus=1, include_dashboard=False, _temp_dir=str(args.workdir.resolve()))
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
-    app = Catdog.bind(str(args.model_dir.resolve()), args.model, args.precision, args.max_batch, args.batch_wait_ms)
+    model_dir = str(args.model_dir.resolve())
+    app = Catdog.bind(model_dir, args.model, args.precision, args.max_batch, args.batch_wait_ms, args.work)
     serve.run(app, name="catdog", route_prefix="/predict")
     signal.pause()  # serve until the harness kills the process group
 
