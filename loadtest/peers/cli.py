@@ -124,7 +124,8 @@ def launch(
         env["LD_LIBRARY_PATH"] = str(venvs.base_lib_dir(python.parent.parent))
     command = [str(python), "-m", peer.module, "--model-dir", str(args.model_dir.resolve()), "--model", args.model]
     precision = args.precision if work == "same" else "fp32"  # the card's published file
-    command += ["--port", str(port), "--workdir", str(scratch / "work"), "--precision", precision, "--work", work]
+    command += ["--port", str(port), "--workdir", str(scratch / "work"), "--precision", precision]
+    command += ["--work-per-image", work]
     command += ["--max-batch", str(args.batch_size if contender.batched else 1), "--batch-wait-ms"]
     command += [str(args.batch_wait_ms)]
     if peer.extra_ports:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import email.parser
+import io
 import json
 import os
 import struct
@@ -17,13 +18,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from loadtest.peers import procs, report, venvs
-from loadtest.peers.cli import failures, measure, parse_args
+from loadtest.peers.cli import card_distance, failures, launch, measure, parse_args
 from loadtest.peers.protocol import ANSWER_TOLERANCE, ENCODINGS, answer_difference, exchange
 from loadtest.peers.registry import CATDOG, PEERS, Contender, contenders
-from loadtest.peers.servers.common import LIMITS
+from loadtest.peers.servers.common import LIMITS, Classifier, card_tensor
+from service.dataplane.card import ModelCard
 from service.settings import Settings
 
 LABELS = ["cat", "dog", "other"]
@@ -332,3 +336,76 @@ def test_catdog_is_measured_checked_and_ended(tmp_path: Path) -> None:
     assert run["memory"]["rss_mb"] > 50
     assert run["leftover"] == []
     assert "cold_start_s" in run
+
+
+# --- the card work: each peer as users set it up -------------------------------------------------------------
+
+
+def test_both_works_run_by_default_and_either_can_be_chosen() -> None:
+    assert parse_args([]).work == ["same", "card"]
+    assert parse_args(["--work", "card"]).work == ["card"]
+    with pytest.raises(SystemExit):
+        parse_args(["--work", "fast"])
+
+
+def test_the_card_work_starts_catdog_as_shipped_and_peers_on_the_fp32_file(tmp_path: Path) -> None:
+    args = parse_args(["--precision", "int8"])
+    for work, catdog_precision, peer_precision in (("same", "int8", "int8"), ("card", None, "fp32")):
+        scratch = tmp_path / work
+        scratch.mkdir()
+        _, env = launch(Contender(PEERS[CATDOG], False), args, 8000, scratch, work)
+        assert env.get("CATDOG_PRECISION") == catdog_precision  # card: unset, the card's default precision
+        assert (scratch / "models" / "pretrained" / "model.json").is_file()
+        command, _ = launch(Contender(PEERS["litserve"], False), args, 8001, scratch, work)
+        assert command[command.index("--precision") + 1] == peer_precision
+        assert command[command.index("--work-per-image") + 1] == work
+
+
+def test_card_classifier_serves_the_fp32_file_with_pillow_preprocessing() -> None:
+    models = Path(__file__).resolve().parents[2] / "models"
+    card = ModelCard.load(models / "pretrained" / "model.json")
+    same = Classifier(models, "pretrained", "auto", "same")
+    users = Classifier(models, "pretrained", "auto", "card")
+    assert users.onnx_file == card.onnx.file
+    assert same.onnx_file == card.resolve("auto")[1]
+    cat = (Path(__file__).resolve().parents[2] / "loadtest" / "images" / "cat-cat-1024x768.jpg").read_bytes()
+    ours, theirs = same.predict([cat])[0], users.predict([cat])[0]
+    assert abs(float(theirs.sum()) - 1) < 1e-4
+    assert users.labels[int(theirs.argmax())] == same.labels[int(ours.argmax())] == "cat"
+    assert float(np.abs(ours - theirs).max()) < 0.05  # other preprocessing, the same answer
+
+
+def test_card_tensor_is_the_cards_resize_and_centre_crop_of_the_draft_decode() -> None:
+    image = Image.radial_gradient("L").resize((1600, 1200)).convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95)
+    card = ModelCard.load(Path(__file__).resolve().parents[2] / "models" / "pretrained" / "model.json")
+    tensor = card_tensor(buffer.getvalue(), card.preprocessing, card.input)
+    assert tensor.shape == (3, 224, 224)
+    assert tensor.dtype == np.float32
+    assert tensor.flags.c_contiguous
+    # 1600 x 1200 drafts to 1/4 (400 x 300), resizes to 341 x 256, crops the centre 224: the centre pixel is the
+    # gradient's centre (dark), the corners of the crop are lighter; (x - 127) / 128 puts both in [-1, 1].
+    grey = tensor[0] * 128 + 127
+    assert grey[112, 112] < 40
+    assert grey[0, 0] > grey[112, 112] + 60
+    assert -1.0 <= float(tensor.min()) <= float(tensor.max()) <= 1.0
+
+
+def test_card_work_holds_peers_to_each_other_and_reports_catdogs_distance(results: dict[str, Any]) -> None:
+    results["work"] = "card"
+    results["settings"]["work"] = "card"
+    catdog = results["contenders"]["catdog"]
+    for run in catdog["runs"]:
+        run["answers"]["cat-cat-small.jpg"]["probabilities"] = [0.7, 0.2, 0.1]
+    catdog["card_distance"] = card_distance(catdog, {"cat-cat-small.jpg": [0.72, 0.19, 0.09]})
+    assert catdog["card_distance"] == pytest.approx(0.02)
+    assert failures(results) == []
+    table = report.markdown(results)
+    assert "Work: `card`" in table
+    row = next(r for r in table.splitlines() if r.startswith("| **catdog** "))
+    assert "2.0e-02 (vs the peers')" in row
+    triton = results["contenders"]["pytriton+batch"]
+    triton["runs"][1]["answers"]["cat-cat-small.jpg"]["max_diff"] = 0.01
+    triton["summary"] = report.summarise(triton, ["small"])
+    assert "differ from the other peers' by 1.00e-02" in failures(results)[0]

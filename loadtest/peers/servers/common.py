@@ -133,6 +133,7 @@ def arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=1, help="1: the framework's batching off")
     parser.add_argument("--batch-wait-ms", type=float, default=2.0)
     parser.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto", help="as CATDOG_PRECISION")
-    parser.add_argument("--work", choices=WORKS, default="same", help="catdog's per-image work, or the card's")
+    # Not `--work`: KServe parses the same argv and would take it for an abbreviation of its `--workers`.
+    parser.add_argument("--work-per-image", dest="work", choices=WORKS, default="same", help="same or card")
     parser.add_argument("--workdir", type=Path, help="a scratch folder the framework may write to")
     return parser.parse_args()
