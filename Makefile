@@ -76,7 +76,8 @@ soak: $(VENV)/.stamp-test
 
 # Not in CI: catdog against KServe, LitServe, Triton (PyTriton), BentoML, MLServer and Ray Serve on the same core
 # (docs/benchmarks.md, "catdog against its peers"). Installs each peer's venv under .peers/ on first use (network).
-# PEERS_ARGS e.g. "--smoke", or "--peers kserve,litserve --sizes small --seconds 5 --repeat 1".
+# PEERS_ARGS e.g. "--smoke", "--work card" (the peers as users set them up, only), or
+# "--peers kserve,litserve --sizes small --seconds 5 --repeat 1".
 PEERS_ARGS ?=
 .PHONY: bench-peers
 bench-peers: $(VENV)/.stamp-test

@@ -13,6 +13,7 @@ import struct
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -300,19 +301,22 @@ time.sleep(60)
 def test_stop_ends_the_whole_tree_even_escaped_and_stubborn_processes(tmp_path: Path) -> None:
     log = tmp_path / "tree.log"
     cpu = str(min(os.sched_getaffinity(0)))
-    proc = procs.start([sys.executable, "-c", _TREE], cpu, dict(os.environ), tmp_path, log, "test-marker")
+    # A marker of its own: another run of this test on the machine (another checkout, or one that failed in the
+    # last minute and left its sleepers) must not count as this tree.
+    marker = f"test-marker-{uuid.uuid4().hex}"
+    proc = procs.start([sys.executable, "-c", _TREE], cpu, dict(os.environ), tmp_path, log, marker)
     deadline = time.monotonic() + 20
     while "started" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
-    found = procs.tree(proc.pid, "test-marker")
+    found = procs.tree(proc.pid, marker)
     assert len(found) == 4
     assert all(os.sched_getaffinity(pid) == {int(cpu)} for pid in found)
-    assert procs.tree_memory_mb(proc.pid, "test-marker")["processes"] == 4
-    assert procs.unpinned(proc.pid, "test-marker", {int(cpu)}) == {}
-    assert set(procs.unpinned(proc.pid, "test-marker", {int(cpu) + 1})) == set(found)
-    assert procs.stop(proc, "test-marker", grace_s=1.0) == []
-    assert procs.tree(proc.pid, "test-marker") == []
+    assert procs.tree_memory_mb(proc.pid, marker)["processes"] == 4
+    assert procs.unpinned(proc.pid, marker, {int(cpu)}) == {}
+    assert set(procs.unpinned(proc.pid, marker, {int(cpu) + 1})) == set(found)
+    assert procs.stop(proc, marker, grace_s=1.0) == []
+    assert procs.tree(proc.pid, marker) == []
 
 
 # --- one real measurement: catdog itself, through the same code the peers go through -------------------------
