@@ -196,7 +196,9 @@ def measure(
         run["memory_idle"] = procs.tree_memory_mb(proc.pid, marker)
         run["sizes"] = {}
         for size, reqs in requests.items():
+            cpu0 = procs.tree_cpu_s(proc.pid, marker)
             saturated = asyncio.run(loadgen.closed_loop(url, reqs, args.concurrency, args.seconds))
+            saturated.server_cpu_s = procs.tree_cpu_s(proc.pid, marker) - cpu0
             single = asyncio.run(loadgen.closed_loop(url, reqs, 1, args.seconds / 2, warmup_s=0.5))
             half = asyncio.run(loadgen.open_loop(url, reqs, max(saturated.rps / 2, 0.5), args.seconds))
             run["sizes"][size] = {"saturated": saturated.summary(), "single": single.summary(), "half": half.summary()}

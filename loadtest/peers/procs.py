@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from loadtest.bench import process_memory_mb
+from loadtest.bench import process_cpu_s, process_memory_mb
 
 MARKER = "CATDOG_PEERS_RUN"
 
@@ -73,6 +73,16 @@ def tree_memory_mb(leader: int, marker: str) -> dict[str, float]:
         with contextlib.suppress(OSError):
             rss += process_memory_mb(pid)["rss_mb"]
     return {"rss_mb": round(rss, 1), "processes": len(pids)}
+
+
+def tree_cpu_s(leader: int, marker: str) -> float:
+    """CPU seconds (user + system) the tree's live processes have used: read around a run, what a server costs
+    per request whatever else held the core (a process that exits during the run takes its share with it)."""
+    total = 0.0
+    for pid in tree(leader, marker):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += process_cpu_s(pid)
+    return total
 
 
 def unpinned(leader: int, marker: str, cpus: set[int]) -> dict[int, list[int]]:

@@ -24,7 +24,11 @@ def summarise(entry: dict[str, Any], sizes: list[str]) -> dict[str, Any]:
         if not cells:
             continue
         best_single = min(cells, key=lambda c: c["single"]["p50_ms"])["single"]
+        cpu = [
+            c["saturated"]["server_cpu_ms_per_request"] for c in cells if "server_cpu_ms_per_request" in c["saturated"]
+        ]
         out[size] = {
+            "cpu_ms": min(cpu) if cpu else None,  # the least disturbed run
             "rps": max(c["saturated"]["rps"] for c in cells),
             "rps_runs": [c["saturated"]["rps"] for c in cells],
             "single_p50_ms": best_single["p50_ms"],
@@ -77,6 +81,7 @@ def markdown(results: dict[str, Any]) -> str:
     head += [f"img/s {size}" for size in sizes]
     head += [f"single p50 / p99 ms {size}" for size in sizes]
     head += [f"p99 @ half load ms {size}" for size in sizes]
+    head += [f"server CPU ms / image {size}" for size in sizes]
     head += ["RSS MB (processes)", "start s", "errors", "answer Δ", "request encoding", "version"]
     lines += ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * len(head)) + " |"]
     limit = results.get("limit", {})
@@ -101,6 +106,7 @@ def markdown(results: dict[str, Any]) -> str:
             for size in sizes
         ]
         row += [_fmt(summary.get(size, {}).get("half_p99_ms")) for size in sizes]
+        row += [_fmt(summary.get(size, {}).get("cpu_ms"), 2) for size in sizes]
         rss = summary["rss_mb"]
         row.append(f"{_fmt(rss, 0)} ({summary['processes']})" if rss is not None else "—")
         row.append(_fmt(summary["cold_start_s"]))
@@ -145,4 +151,26 @@ def ratios(results: dict[str, Any]) -> list[str]:
                 f"- {size}: catdog {mine:.1f} img/s ({mine_label}) / best peer {theirs:.1f} img/s ({their_label}) "
                 f"= **{mine / theirs:.2f}x**"
             )
+        out += _cpu_ratio(results, size)
     return out
+
+
+def _cpu_ratio(results: dict[str, Any], size: str) -> list[str]:
+    """The same comparison by server CPU per image (the whole process tree, around the saturation run): what one
+    dedicated core would give, robust to other work on a shared machine."""
+    least: dict[str, tuple[float, str]] = {}
+    for entry in results["contenders"].values():
+        cpu = (entry.get("summary") or {}).get(size, {}).get("cpu_ms")
+        if not cpu:
+            continue
+        side = "catdog" if entry["peer"] == CATDOG else "peer"
+        label = entry["title"] + (" + batching" if entry["batched"] else "")
+        if side not in least or cpu < least[side][0]:
+            least[side] = (cpu, label)
+    if "catdog" not in least or "peer" not in least:
+        return []
+    (mine, mine_label), (theirs, their_label) = least["catdog"], least["peer"]
+    return [
+        f"- {size}, by server CPU per image: catdog {mine:.2f} ms ({mine_label}) against the leanest peer's "
+        f"{theirs:.2f} ms ({their_label}): **{theirs / mine:.2f}x** the images per dedicated core"
+    ]

@@ -168,7 +168,8 @@ def test_answer_check() -> None:
 
 def _cell(rps: float, p50: float, errors: int = 0) -> dict[str, Any]:
     summary = {"rps": rps, "p50_ms": p50, "p99_ms": p50 * 1.5, "errors": errors}
-    return {"saturated": summary, "single": summary, "half": {**summary, "p99_ms": p50 * 2}}
+    saturated = {**summary, "server_cpu_ms_per_request": round(1000 / rps, 2)}
+    return {"saturated": saturated, "single": summary, "half": {**summary, "p99_ms": p50 * 2}}
 
 
 def _entry(peer: str, title: str, batched: bool, runs: list[dict[str, Any]], error: str | None = None) -> Any:
@@ -234,6 +235,9 @@ def test_markdown_lists_every_server_including_the_failed_one(results: dict[str,
     assert "| dynamic batcher |" in triton
     assert "over tolerance" not in table
     assert "catdog 44.0 img/s (catdog) / best peer 50.0 img/s (Triton + batching) = **0.88x**" in table
+    # Server CPU per image, least of the rounds: catdog 1000/44, Triton 1000/50.
+    assert "| 22.73 |" in catdog
+    assert "catdog 22.73 ms (catdog) against the leanest peer's 20.00 ms (Triton + batching): **0.88x**" in table
 
 
 def test_wrong_answers_and_surviving_processes_fail_the_run(results: dict[str, Any]) -> None:
@@ -313,6 +317,7 @@ def test_stop_ends_the_whole_tree_even_escaped_and_stubborn_processes(tmp_path: 
     assert len(found) == 4
     assert all(os.sched_getaffinity(pid) == {int(cpu)} for pid in found)
     assert procs.tree_memory_mb(proc.pid, marker)["processes"] == 4
+    assert procs.tree_cpu_s(proc.pid, marker) > 0  # four interpreters started: each used some CPU
     assert procs.unpinned(proc.pid, marker, {int(cpu)}) == {}
     assert set(procs.unpinned(proc.pid, marker, {int(cpu) + 1})) == set(found)
     assert procs.stop(proc, marker, grace_s=1.0) == []
@@ -338,6 +343,7 @@ def test_catdog_is_measured_checked_and_ended(tmp_path: Path) -> None:
     assert small["saturated"]["requests"] > 0
     assert small["saturated"]["errors"] == small["single"]["errors"] == small["half"]["errors"] == 0
     assert run["memory"]["rss_mb"] > 50
+    assert small["saturated"]["server_cpu_ms_per_request"] > 0  # the tree's CPU time around the saturation run
     assert run["leftover"] == []
     assert "cold_start_s" in run
 
