@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+from service.errors import CatdogError
 
 
 class Input(Protocol):
@@ -53,12 +55,21 @@ class Output(Protocol):
     def probabilities(self) -> dict[str, float]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ImageFacts:
+    """What the log keeps of a decoded image (not its pixels)."""
+
+    format: str
+    width: int
+    height: int
+
+
 @dataclass(slots=True)
 class PayloadRecord:
     request_id: str
-    model: str
-    model_version: str
-    protocol: str
+    model: str = ""  # set by the data plane once the request reaches a model; a record without one is not sent
+    model_version: str = ""
+    protocol: str = ""
     traceparent: str | None = None
     time: float = field(default_factory=time.time)
     uploads: Sequence[Input] = ()
@@ -69,6 +80,13 @@ class PayloadRecord:
     error_message: str | None = None
     status: int = 200
 
+    def fail(self, exc: CatdogError) -> None:
+        if self.error_code is None:
+            self.error_code, self.error_message, self.status = exc.code, exc.message, exc.status
+
+    def decoded(self, images: Sequence[Decoded]) -> None:
+        self.images = [ImageFacts(i.format, i.width, i.height) for i in images]
+
     @property
     def held_bytes(self) -> int:
         """Memory this record keeps alive while queued (the request's images or tensor)."""
@@ -77,6 +95,15 @@ class PayloadRecord:
 
 
 _CURRENT: ContextVar[PayloadRecord | None] = ContextVar("catdog_payload", default=None)
+
+
+def enter(value: PayloadRecord | None) -> Token[PayloadRecord | None]:
+    """Make `value` current until `leave(token)` (a transport's seam: start and finish of a request)."""
+    return _CURRENT.set(value)
+
+
+def leave(token: Token[PayloadRecord | None]) -> None:
+    _CURRENT.reset(token)
 
 
 def current() -> PayloadRecord | None:

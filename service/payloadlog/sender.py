@@ -88,11 +88,12 @@ class PayloadLogger:
         self._connection: http.client.HTTPConnection | None = None
 
     # The request path.
-    def begin(self, request_id: str, model: str, model_version: str, protocol: str) -> PayloadRecord | None:
-        """A record for this request, or None when it is not sampled."""
+    def begin(self, request_id: str) -> PayloadRecord | None:
+        """A record for this request (the data plane fills in its model, version and protocol), or None when it is
+        not sampled."""
         if self.sample_rate < 1.0 and random.random() >= self.sample_rate:
             return None
-        return PayloadRecord(request_id, model, model_version, protocol)
+        return PayloadRecord(request_id)
 
     def submit(self, record: PayloadRecord) -> bool:
         """Queue the record without waiting; False (and counted as dropped) when the queue is full."""

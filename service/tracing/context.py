@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -16,6 +16,15 @@ if TYPE_CHECKING:
 
 _CURRENT: ContextVar[RequestTrace | None] = ContextVar("catdog_trace", default=None)
 _NOTHING = contextlib.nullcontext()
+
+
+def enter(value: RequestTrace | None) -> Token[RequestTrace | None]:
+    """Make `value` current until `leave(token)` (a transport's seam: start and finish of a request)."""
+    return _CURRENT.set(value)
+
+
+def leave(token: Token[RequestTrace | None]) -> None:
+    _CURRENT.reset(token)
 
 
 def current() -> RequestTrace | None:
