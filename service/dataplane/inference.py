@@ -166,7 +166,8 @@ class Classifier:
         ended = time.perf_counter()
         if trace is not None:
             trace.record("catdog.decode", started, ended, _image_attributes(upload, image))
-        self.metrics.preprocess_seconds.labels(model.name).observe(ended - started)
+        exemplar = None if trace is None else trace.exemplar
+        self.metrics.preprocess_seconds.labels(model.name).observe(ended - started, exemplar)
         self.metrics.image_bytes.labels(model.name).observe(image.num_bytes)
         self.metrics.image_pixels.labels(model.name).observe(image.width * image.height)
         return tensor, image
