@@ -8,7 +8,9 @@ is the serving path: HTTP, routing, multipart, thread hand-offs, metrics, logs, 
 time, so that other work on a shared machine does not count.
 
 With --baseline-rev REV the same is measured for `catdog serve` of that git revision (a git worktree, the same
-venv), alternating with this tree's, --repeat times each.
+venv), alternating with this tree's, --repeat times each. With --tracing this tree is also measured with
+CATDOG_TRACING on, sampling every request (1.0) and one in a hundred (0.01), exporting over OTLP/gRPC to a
+receiver in this process (tests/support/otlp.py, on the client's cores), alternating with the others.
 """
 
 from __future__ import annotations
@@ -62,8 +64,11 @@ def limit_cpu_ms(cwd: Path, models: Path, model: str, image: Path, cpu: str, sec
     return float(out.strip().splitlines()[-1])
 
 
-def measure(cwd: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    cwd: Path, models: Path, args: argparse.Namespace, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     env = {
+        **(extra_env or {}),
         "CATDOG_MODEL_DIR": str(models),
         "CATDOG_LOG_LEVEL": "info",  # the access line is part of the serving path
         "CATDOG_INTRA_OP_THREADS": "1",
@@ -104,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpu", default="1")
     parser.add_argument("--client-cpus", default="0")
     parser.add_argument("--baseline-rev", default=None, help="also measure this git revision, alternately")
+    parser.add_argument("--tracing", action="store_true", help="also this tree with tracing on at 1.0 and 0.01")
     args = parser.parse_args(argv)
     args.image = args.image or make_images(Path(tempfile.gettempdir()) / "catdog-bench-images")["small"][0]
     os.sched_setaffinity(0, [int(c) for c in args.client_cpus.split(",")])
@@ -117,14 +123,25 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     with contextlib.ExitStack() as stack:
         models = write_test_repository(Path(stack.enter_context(tempfile.TemporaryDirectory())))
-        trees = {"now": REPO_ROOT}
+        trees: dict[str, tuple[Path, dict[str, str]]] = {"now": (REPO_ROOT, {})}
         if args.baseline_rev:
-            trees[args.baseline_rev] = stack.enter_context(worktree(args.baseline_rev))
+            trees[args.baseline_rev] = (stack.enter_context(worktree(args.baseline_rev)), {})
+        if args.tracing:
+            from tests.support.otlp import running_receiver
+
+            receiver = stack.enter_context(contextlib.contextmanager(running_receiver)(keep=False))
+            exporting = receiver.env("grpc")
+            del exporting["OTEL_BSP_SCHEDULE_DELAY"]  # the SDK's own export schedule, as in production
+            for ratio in ("1.0", "0.01"):
+                sampler = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio}
+                trees[f"tracing@{ratio}"] = (REPO_ROOT, {**exporting, **sampler})
         for _ in range(args.repeat):
-            for name, cwd in trees.items():
-                row = measure(cwd, models, args)
+            for name, (cwd, extra_env) in trees.items():
+                row = measure(cwd, models, args, extra_env)
                 results.setdefault(name, []).append(row)
                 print(name, json.dumps(row), flush=True)
+    if args.tracing:
+        print(f"spans received: {receiver.received}")
     for name, rows in results.items():
         spans = {k: (min(r[k] for r in rows), max(r[k] for r in rows)) for k in rows[0] if k != "errors"}
         print(f"{name}: " + ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in spans.items()))

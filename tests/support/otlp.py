@@ -51,6 +51,8 @@ class OtlpReceiver:
     http_port: int = field(default_factory=free_port)
     spans: list[Span] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=lambda: {"grpc": 0, "http": 0})
+    keep: bool = True  # False: count exports only (benchmarks: spans by the hundred thousand)
+    received: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -72,6 +74,12 @@ class OtlpReceiver:
         }
 
     def accept(self, request: collector.ExportTraceServiceRequest, via: str) -> None:
+        if not self.keep:
+            count = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+            with self._lock:
+                self.received += count
+                self.requests[via] += 1
+            return
         found = []
         for resource_spans in request.resource_spans:
             resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
@@ -97,6 +105,7 @@ class OtlpReceiver:
                     )
         with self._lock:
             self.spans.extend(found)
+            self.received += len(found)
             self.requests[via] += 1
 
     def wait_for(self, predicate: Callable[[list[Span]], bool], timeout: float = 30.0) -> list[Span]:
@@ -154,9 +163,9 @@ def _http_handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def running_receiver() -> Iterator[OtlpReceiver]:
+def running_receiver(*, keep: bool = True) -> Iterator[OtlpReceiver]:
     """A receiver serving both bindings until the generator is closed (wrap in a fixture)."""
-    receiver = OtlpReceiver()
+    receiver = OtlpReceiver(keep=keep)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     collector_grpc.add_TraceServiceServicer_to_server(_TraceService(receiver), server)  # type: ignore[no-untyped-call]
     server.add_insecure_port(f"127.0.0.1:{receiver.grpc_port}")
