@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,19 @@ def measure(
     }
 
 
+@contextlib.contextmanager
+def _receiver(cpus: str) -> Iterator[Any]:
+    """tests/support/otlp.py's counting OTLP receiver as a child process (its stdout says its ports)."""
+    cmd = ["taskset", "-c", cpus, sys.executable, "-m", "tests.support.otlp"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(10)
+
+
 def _free_port() -> int:
     import socket
 
@@ -126,12 +140,16 @@ def main(argv: list[str] | None = None) -> int:
         trees: dict[str, tuple[Path, dict[str, str]]] = {"now": (REPO_ROOT, {})}
         if args.baseline_rev:
             trees[args.baseline_rev] = (stack.enter_context(worktree(args.baseline_rev)), {})
+        receiver = None
         if args.tracing:
-            from tests.support.otlp import running_receiver
-
-            receiver = stack.enter_context(contextlib.contextmanager(running_receiver)(keep=False))
-            exporting = receiver.env("grpc")
-            del exporting["OTEL_BSP_SCHEDULE_DELAY"]  # the SDK's own export schedule, as in production
+            # The receiver runs in a process of its own on the client's cores (with its gRPC server in this
+            # process, the first measurement hung before starting a server).
+            receiver = stack.enter_context(_receiver(args.client_cpus))
+            exporting = {
+                "CATDOG_TRACING": "true",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.stdout.readline().split()[0]}",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            }  # the SDK's own export schedule (OTEL_BSP_*), as in production
             for ratio in ("1.0", "0.01"):
                 sampler = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio}
                 trees[f"tracing@{ratio}"] = (REPO_ROOT, {**exporting, **sampler})
@@ -140,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure(cwd, models, args, extra_env)
                 results.setdefault(name, []).append(row)
                 print(name, json.dumps(row), flush=True)
-    if args.tracing:
-        print(f"spans received: {receiver.received}")
+        if receiver is not None:
+            receiver.stdin.close()
+            print(f"spans received: {receiver.stdout.readline().strip()}")
     for name, rows in results.items():
         spans = {k: (min(r[k] for r in rows), max(r[k] for r in rows)) for k in rows[0] if k != "errors"}
         print(f"{name}: " + ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in spans.items()))

@@ -66,8 +66,8 @@ class Observation:
             self.trace.finish(attributes, error_code, fault=fault)
         record = self.record
         if record is not None and record.model and self._payloads is not None:
-            if error_code is not None and record.error_code is None:
-                record.error_code = error_code
+            if error_code is not None and record.error_code is None:  # failed outside the data plane's span
+                record.error_code, record.status = error_code, 500 if fault else 400
             self._payloads.submit(record)
 
 

@@ -15,6 +15,7 @@ process may build several apps.
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from opentelemetry import baggage
@@ -82,6 +83,9 @@ class Tracing:
         span = self.tracer.start_span(name, context=context, kind=SpanKind.SERVER, attributes=attributes)
         return RequestTrace(self.tracer, span, self._offset_ns)
 
-    def shutdown(self) -> None:
-        """Export what is still queued (bounded by the processor's export timeout) and stop."""
-        self.provider.shutdown()
+    def shutdown(self, timeout_s: float = 2.0) -> None:
+        """Export what is still queued and stop, waiting at most `timeout_s`: a dead collector (the exporter
+        retries for up to OTEL_EXPORTER_OTLP_TIMEOUT) must not hold up the process's exit."""
+        worker = threading.Thread(target=self.provider.shutdown, name="otel-shutdown", daemon=True)
+        worker.start()
+        worker.join(timeout_s)

@@ -179,3 +179,20 @@ def running_receiver(*, keep: bool = True) -> Iterator[OtlpReceiver]:
         http.shutdown()
         http.server_close()
         server.stop(0)
+
+
+def main() -> None:
+    """`python -m tests.support.otlp`: a counting receiver in a process of its own (benchmarks), printing
+    `grpc_port http_port` once listening and serving until stdin closes; then prints the spans received."""
+    import sys
+
+    receiver_gen = running_receiver(keep=False)
+    receiver = next(receiver_gen)
+    print(receiver.grpc_port, receiver.http_port, flush=True)
+    sys.stdin.read()
+    print(receiver.received, flush=True)
+    receiver_gen.close()
+
+
+if __name__ == "__main__":
+    main()
