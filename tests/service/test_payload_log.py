@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.cesink import Sink, running_sink
 from tests.support.images import RED, encode, solid
+from tests.support.otlp import running_receiver
 from tests.support.server import ServiceProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -121,6 +122,26 @@ def test_failed_requests_and_images_past_the_cap(logged: ServiceProcess, sink: S
     assert entry["truncated"] and "data" not in entry
     assert entry["sha256"] == hashlib.sha256(big).hexdigest() and entry["size"] == len(big)
     assert (entry["format"], entry["width"], entry["height"]) == ("PNG", 64, 64)
+
+
+def test_traced_events_carry_the_requests_traceparent(sink: Sink, tiny_repository: Path) -> None:
+    receiver_gen = running_receiver()
+    receiver = next(receiver_gen)
+    env = {**receiver.env("grpc"), "CATDOG_MODEL_DIR": str(tiny_repository), "CATDOG_PAYLOAD_LOG_URL": sink.url}
+    try:
+        with ServiceProcess(env) as service:
+            response = service.client.post("/predict/scratch", files={"file": ("r.png", encode(solid(RED), "PNG"))})
+            assert response.status_code == 200
+            events = events_of(sink, response.headers["x-request-id"])
+            version, trace_id, span_id, flags = events[REQUEST]["traceparent"].split("-")
+            assert (version, flags) == ("00", "01") and events[RESPONSE]["traceparent"] == events[REQUEST][
+                "traceparent"
+            ]
+            spans = receiver.wait_for(lambda got: any(s.span_id == span_id for s in got))
+            (server,) = [s for s in spans if s.span_id == span_id]
+            assert server.trace_id == trace_id and server.name == "POST /predict/scratch"
+    finally:
+        receiver_gen.close()
 
 
 def load(service: ServiceProcess, count: int) -> list[int]:

@@ -138,7 +138,8 @@ def test_tritonclient_http_and_grpc_carry_the_callers_trace(batching: ServicePro
     try:
         image = triton_grpc.InferInput("image", [1], "BYTES")
         image.set_data_from_numpy(tensor)
-        assert list(client.infer("pretrained", [image], headers=metadata).as_numpy("label")) == [b"cat"]
+        traced = {**metadata, "x-request-id": f"grpc-{grpc_trace[:8]}"}
+        assert list(client.infer("pretrained", [image], headers=traced).as_numpy("label")) == [b"cat"]
     finally:
         client.close()
 
@@ -156,6 +157,9 @@ def test_tritonclient_http_and_grpc_carry_the_callers_trace(batching: ServicePro
     assert not [s for s in rpc if s.name == "catdog.read"]  # gRPC has read the message before the handler runs
     for stage in ("catdog.admission", "catdog.decode", "catdog.queue", "catdog.inference", "catdog.encode"):
         assert one(rpc, stage).parent_span_id == server.span_id
+    assert server.attributes["catdog.request_id"] == f"grpc-{grpc_trace[:8]}"
+    (line,) = batching.wait_for_log(lambda r: r.get("request_id") == f"grpc-{grpc_trace[:8]}")
+    assert (line["method"], line["trace_id"], line["span_id"]) == ("GRPC", grpc_trace, server.span_id)
 
 
 def test_a_batch_links_to_every_request_it_served(batching: ServiceProcess, receiver: OtlpReceiver) -> None:
