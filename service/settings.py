@@ -108,7 +108,9 @@ class Settings(BaseSettings):
     )
 
     # Payload logging (service/payloadlog/): CloudEvents in KServe's logger shape, sent off the request path.
-    payload_log_url: str | None = Field(None, description="where to POST each inference's events; unset: off")
+    payload_log_url: str | None = Field(
+        None, pattern=r"^(|https?://.+)$", description="where to POST each inference's events; unset or empty: off"
+    )
     payload_log_mode: Literal["all", "request", "response"] = "all"
     payload_log_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests logged")
     payload_log_max_bytes: int = Field(
