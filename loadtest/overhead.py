@@ -8,7 +8,9 @@ is the serving path: HTTP, routing, multipart, thread hand-offs, metrics, logs, 
 time, so that other work on a shared machine does not count.
 
 With --baseline-rev REV the same is measured for `catdog serve` of that git revision (a git worktree, the same
-venv), alternating with this tree's, --repeat times each.
+venv), alternating with this tree's, --repeat times each. With --tracing this tree is also measured with
+CATDOG_TRACING on, sampling every request (1.0) and one in a hundred (0.01), exporting over OTLP/gRPC to a
+receiver in this process (tests/support/otlp.py, on the client's cores), alternating with the others.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +65,11 @@ def limit_cpu_ms(cwd: Path, models: Path, model: str, image: Path, cpu: str, sec
     return float(out.strip().splitlines()[-1])
 
 
-def measure(cwd: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    cwd: Path, models: Path, args: argparse.Namespace, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     env = {
+        **(extra_env or {}),
         "CATDOG_MODEL_DIR": str(models),
         "CATDOG_LOG_LEVEL": "info",  # the access line is part of the serving path
         "CATDOG_INTRA_OP_THREADS": "1",
@@ -86,6 +92,19 @@ def measure(cwd: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]
     }
 
 
+@contextlib.contextmanager
+def _receiver(cpus: str) -> Iterator[Any]:
+    """tests/support/otlp.py's counting OTLP receiver as a child process (its stdout says its ports)."""
+    cmd = ["taskset", "-c", cpus, sys.executable, "-m", "tests.support.otlp"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(10)
+
+
 def _free_port() -> int:
     import socket
 
@@ -104,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpu", default="1")
     parser.add_argument("--client-cpus", default="0")
     parser.add_argument("--baseline-rev", default=None, help="also measure this git revision, alternately")
+    parser.add_argument("--tracing", action="store_true", help="also this tree with tracing on at 1.0 and 0.01")
     args = parser.parse_args(argv)
     args.image = args.image or make_images(Path(tempfile.gettempdir()) / "catdog-bench-images")["small"][0]
     os.sched_setaffinity(0, [int(c) for c in args.client_cpus.split(",")])
@@ -117,14 +137,30 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     with contextlib.ExitStack() as stack:
         models = write_test_repository(Path(stack.enter_context(tempfile.TemporaryDirectory())))
-        trees = {"now": REPO_ROOT}
+        trees: dict[str, tuple[Path, dict[str, str]]] = {"now": (REPO_ROOT, {})}
         if args.baseline_rev:
-            trees[args.baseline_rev] = stack.enter_context(worktree(args.baseline_rev))
+            trees[args.baseline_rev] = (stack.enter_context(worktree(args.baseline_rev)), {})
+        receiver = None
+        if args.tracing:
+            # The receiver runs in a process of its own on the client's cores (with its gRPC server in this
+            # process, the first measurement hung before starting a server).
+            receiver = stack.enter_context(_receiver(args.client_cpus))
+            exporting = {
+                "CATDOG_TRACING": "true",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.stdout.readline().split()[0]}",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            }  # the SDK's own export schedule (OTEL_BSP_*), as in production
+            for ratio in ("1.0", "0.01"):
+                sampler = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio}
+                trees[f"tracing@{ratio}"] = (REPO_ROOT, {**exporting, **sampler})
         for _ in range(args.repeat):
-            for name, cwd in trees.items():
-                row = measure(cwd, models, args)
+            for name, (cwd, extra_env) in trees.items():
+                row = measure(cwd, models, args, extra_env)
                 results.setdefault(name, []).append(row)
                 print(name, json.dumps(row), flush=True)
+        if receiver is not None:
+            receiver.stdin.close()
+            print(f"spans received: {receiver.stdout.readline().strip()}")
     for name, rows in results.items():
         spans = {k: (min(r[k] for r in rows), max(r[k] for r in rows)) for k in rows[0] if k != "errors"}
         print(f"{name}: " + ", ".join(f"{k} {lo:g}-{hi:g}" for k, (lo, hi) in spans.items()))

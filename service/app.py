@@ -10,8 +10,8 @@ import os
 from collections.abc import AsyncIterator
 
 import structlog
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI, Request, Response
+from prometheus_client.exposition import choose_encoder
 
 from service.dataplane.dataplane import DataPlane
 from service.dataplane.runtime import resolve_providers
@@ -21,6 +21,7 @@ from service.observability import LATENCY_BUCKETS, ServiceMetrics, configure_log
 from service.rest.admission import AdmissionMiddleware
 from service.rest.errors import register_error_handlers
 from service.rest.middleware import HttpMetrics, RequestContextMiddleware
+from service.rest.observe import ObservationMiddleware
 from service.rest.routes import health, models, predict, ui, v2
 from service.rest.routes.docs import mount_docs
 from service.settings import Settings
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     data_plane = DataPlane.from_settings(settings)
+    observer = data_plane.observer  # tracing / payload logging; None when both are off
     repository, metrics = data_plane.repository, data_plane.metrics
     grpc_server = GrpcServer(data_plane) if settings.grpc_enabled else None
 
@@ -48,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pipeline="direct" if data_plane.classifier.direct else "split",
             version=package_version(),
         )
+        if observer is not None:
+            observer.start_sending()
         if grpc_server is not None:
             await grpc_server.start()  # same process and event loop: it shares the data plane
         loader = asyncio.create_task(_load_models(data_plane), name="load-models")
@@ -61,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await loader
             await data_plane.close()
+            if observer is not None:
+                observer.close()  # spans and payload events still queued leave now (bounded waits)
             log.info("stopped")
 
     docs = settings.docs_enabled
@@ -83,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     http_metrics = _instrument(app, settings, metrics) if settings.metrics_enabled else None
     # In front of routing: a refusal costs no routing or dependencies.
     app.add_middleware(AdmissionMiddleware, data_plane=data_plane)
+    if observer is not None:  # outside the door (its refusals are traced), inside the request id and access line
+        app.add_middleware(ObservationMiddleware, observer=observer, excluded=_unobserved(settings))
     app.add_middleware(
         RequestContextMiddleware, settings=settings, lifecycle=data_plane.lifecycle, http_metrics=http_metrics
     )
@@ -93,12 +101,19 @@ def _instrument(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> Ht
     """HTTP metrics by route template (unknown paths grouped), probes and /metrics itself excluded; observed by
     RequestContextMiddleware (the series prometheus-fastapi-instrumentator exported, without its middleware)."""
 
-    def metrics_page() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    def metrics_page(request: Request) -> Response:
+        """OpenMetrics (with the latency histograms' exemplars) when the scraper asks for it, as Prometheus does;
+        the classic text format otherwise."""
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encoder(metrics.registry), headers={"content-type": content_type})
 
     app.add_api_route(settings.metrics_path, metrics_page, methods=["GET"], include_in_schema=False)
-    excluded = [settings.metrics_path, "/livez", "/readyz", "/v2/health/live", "/v2/health/ready"]
-    return HttpMetrics(metrics.registry, LATENCY_BUCKETS, excluded)
+    return HttpMetrics(metrics.registry, LATENCY_BUCKETS, _unobserved(settings))
+
+
+def _unobserved(settings: Settings) -> list[str]:
+    """Probes and the metrics page: neither counted in the HTTP metrics nor traced."""
+    return [settings.metrics_path, "/livez", "/readyz", "/v2/health/live", "/v2/health/ready"]
 
 
 async def _load_models(data_plane: DataPlane) -> None:

@@ -102,3 +102,27 @@ class Settings(BaseSettings):
     metrics_path: str = "/metrics"
     grafana_url: str | None = Field(None, description="linked from the web page when set")
     git_revision: str | None = Field(None, description="shown by /version; the image sets it at build time")
+
+    # Tracing (service/tracing/; the exporter, resource and sampler come from the standard OTEL_ variables).
+    tracing: bool = Field(
+        False,
+        description="export OpenTelemetry spans over OTLP (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, "
+        "OTEL_TRACES_SAMPLER...); off: the SDK is not even imported",
+    )
+
+    # Payload logging (service/payloadlog/): CloudEvents in KServe's logger shape, sent off the request path.
+    payload_log_url: str | None = Field(
+        None, pattern=r"^(|https?://.+)$", description="where to POST each inference's events; unset or empty: off"
+    )
+    payload_log_mode: Literal["all", "request", "response"] = "all"
+    payload_log_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests logged")
+    payload_log_max_bytes: int = Field(
+        64 * 1024, ge=0, description="image bytes one event carries; past it an image is its sha256, size and shape"
+    )
+    payload_log_queue: int = Field(1000, ge=1, description="requests waiting to be sent; past it new ones are dropped")
+    payload_log_queue_bytes: int = Field(
+        64 * MiB, ge=1, description="image and tensor bytes the waiting requests may hold; past it, dropped"
+    )
+    payload_log_timeout_s: float = Field(2.0, gt=0, description="one POST to the sink")
+    payload_log_retries: int = Field(2, ge=0, description="retries of a failed POST (connection error, 5xx, 429)")
+    payload_log_source: str | None = Field(None, description="the events' ce-source; default urn:catdog:<hostname>")

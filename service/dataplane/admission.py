@@ -53,6 +53,7 @@ from prometheus_client import Counter, Gauge
 from service.dataplane.tally import RequestTimings
 from service.errors import DeadlineExceeded, Overloaded
 from service.observability import ServiceMetrics
+from service.tracing import context as tracing
 
 WINDOW_S = 0.5  # throughput is sampled over windows at least this long (and with at least one completion)
 SMOOTHING_S = 1.5  # time constant of the throughput's moving average: a change is followed within seconds
@@ -208,6 +209,7 @@ class Admission:
     def admit(self, model: str, deadline: Deadline, *, body_bytes: int = 0) -> Permit:
         """Admit one request for `model` or raise Overloaded at once. `body_bytes`: what its body will hold in
         memory (declared Content-Length, else the upload limit). Use the permit as a context manager."""
+        traced_from = time.perf_counter()
         now = self.clock()
         gate = self._gate(model)
         gate.roll(now)
@@ -220,6 +222,15 @@ class Admission:
             reason = "deadline"
         elif self.body_bytes and self.body_bytes + body_bytes > self.max_body_bytes:
             reason = "memory"
+        trace = tracing.current()
+        if trace is not None:  # admission's `catdog.admission` span: the decision, and the limit it was made under
+            result = f"refused_{reason}" if reason else "admitted"
+            attributes: dict[str, str | int] = {
+                "catdog.model": model,
+                "catdog.admission.result": result,
+                "catdog.admission.limit": limit,
+            }
+            trace.record("catdog.admission", traced_from, time.perf_counter(), attributes)
         if reason is not None:
             self._count(model, f"refused_{reason}")
             retry_after = self.retry_after_s(model)
@@ -327,9 +338,14 @@ class Permit:
 
     @contextlib.contextmanager
     def track(self, stage: Stage) -> Iterator[None]:
+        """Count the work in `stage` for the block; a traced request's body read is its `catdog.read` span."""
         self.enter(stage)
         try:
-            yield
+            if stage is Stage.READING:
+                with tracing.stage("catdog.read", **{"catdog.model": self.gate.model}):
+                    yield
+            else:
+                yield
         finally:
             self.leave(stage)
 

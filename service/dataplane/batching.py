@@ -7,6 +7,10 @@ dedicated thread, so the event loop never blocks on ONNX Runtime. A full queue r
 queue only ever holds admitted work). A caller that gave up (disconnect, cancelled) or whose deadline has
 passed has its tensor dropped before the batch runs, not computed for nobody; an admission permit travelling
 with the tensor also counts it in the `queued` and `inference` stages.
+
+Each job carries its request's trace (service/tracing/context.py, None when untraced), taken when it is queued:
+a batch that ran is recorded once, as a span linked to every traced request it served, and in each of those
+requests as its queue wait and its inference (service/tracing/spans.py RequestTrace.batch).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import structlog
@@ -25,6 +29,10 @@ import structlog
 from service.dataplane.admission import Permit, Stage
 from service.dataplane.threads import lower_thread_priority
 from service.errors import CatdogError, DeadlineExceeded, Draining, InferenceFailed, Overloaded
+from service.tracing import context as tracing
+
+if TYPE_CHECKING:
+    from service.tracing.spans import RequestTrace
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +48,7 @@ class _Job:
     permit: Permit | None = None
     prepare: Callable[[], np.ndarray] | None = None
     enqueued_at: float = field(default_factory=time.perf_counter)
+    trace: RequestTrace | None = field(default_factory=tracing.current)
 
 
 class MicroBatcher:
@@ -170,7 +179,10 @@ class MicroBatcher:
         if job.future.done():
             return False
         if job.permit is not None and job.permit.expired(Stage.INFERENCE):
-            job.future.set_exception(DeadlineExceeded("the deadline passed in the batch queue; the work was dropped"))
+            error = DeadlineExceeded("the deadline passed in the batch queue; the work was dropped")
+            job.future.set_exception(error)
+            if job.trace is not None:
+                job.trace.record("catdog.queue", job.enqueued_at, time.perf_counter(), error=error)
             return False
         return True
 
@@ -193,11 +205,13 @@ class MicroBatcher:
                 raise ValueError(f"model returned {outputs.shape[0]} rows for a batch of {len(live)}")
         except Exception as exc:
             log.error("inference_failed", model=self.name, batch_size=len(live), error=str(exc)[:300])
+            self._trace(live, began, started, time.perf_counter(), InferenceFailed(f"model {self.name!r} failed"))
             for job in live:
                 if not job.future.done():
                     job.future.set_exception(InferenceFailed(f"model {self.name!r} failed to run"))
             return
         finished = time.perf_counter()
+        self._trace(live, began, started, finished)
         if self._observer is not None:  # inference time only: a prepared job's decode is in preprocess_seconds
             waits = [began - job.enqueued_at for job in live]
             self._observer.observe_batch(len(live), waits, finished - started)
@@ -211,6 +225,13 @@ class MicroBatcher:
         for job, row in zip(live, outputs, strict=True):
             if not job.future.done():
                 job.future.set_result(row)
+
+    def _trace(
+        self, live: list[_Job], began: float, started: float, finished: float, error: CatdogError | None = None
+    ) -> None:
+        traced = [(job.trace, job.enqueued_at) for job in live if job.trace is not None]
+        if traced:
+            traced[0][0].batch(self.name, traced, len(live), began, started, finished, error)
 
     def _prepare_and_run(self, prepare: Callable[[], np.ndarray]) -> tuple[np.ndarray, float, float] | CatdogError:
         """On the inference thread: make the tensor, then run it; (outputs, when the job began, when the run

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service import observation
 from service.dataplane.admission import Admission, Deadline, Permit
 from service.dataplane.inference import Classifier, Prediction, Upload
 from service.dataplane.postprocess import Answer
@@ -42,7 +43,11 @@ from service.errors import (
 )
 from service.lifecycle import Lifecycle, Phase
 from service.observability import ServiceMetrics
+from service.observation import RequestObserver
+from service.payloadlog import record as payload_log
 from service.settings import Settings
+from service.tracing import context as tracing
+from service.version import package_version
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +60,9 @@ class DataPlane:
     admission: Admission
     lifecycle: Lifecycle
     metrics: ServiceMetrics
+    # Tracing and payload logging: the per-request seam both transports call (service/observation.py); None, and
+    # nothing on the request path, when both are off.
+    observer: RequestObserver | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, metrics: ServiceMetrics | None = None) -> DataPlane:
@@ -74,6 +82,7 @@ class DataPlane:
             admission,
             Lifecycle(),
             metrics,
+            observation.from_settings(settings, metrics.registry, package_version()),
         )
 
     # Life.
@@ -146,6 +155,11 @@ class DataPlane:
         cap = self.settings.request_timeout_s
         if permit is None:
             permit = self.admit(model.name, timeout_s, body_bytes=body_bytes)
+        # The payload log's record of this request (None: not logged). Refusals are not logged: under overload that
+        # would add work exactly when there is least room for it.
+        record = payload_log.current()
+        if record is not None:
+            record.model, record.protocol = model.name, protocol
         in_flight = self.metrics.in_flight.labels(model.name)
         in_flight.inc()
         started = time.perf_counter()
@@ -157,11 +171,21 @@ class DataPlane:
             ok = True
         except TimeoutError:
             budget = cap if timeout_s is None else min(timeout_s, cap)
-            raise DeadlineExceeded(f"no answer within {budget:g} s") from None
+            timeout = DeadlineExceeded(f"no answer within {budget:g} s")
+            if record is not None:
+                record.fail(timeout)
+            raise timeout from None
+        except CatdogError as exc:
+            if record is not None:
+                record.fail(exc)
+            raise
         finally:
             in_flight.dec()
             seconds = time.perf_counter() - started
-            self.metrics.request_seconds.labels(model.name, protocol).observe(seconds)
+            trace = tracing.current()  # a sampled request's latency links to its trace (an OpenMetrics exemplar)
+            self.metrics.request_seconds.labels(model.name, protocol).observe(
+                seconds, None if trace is None else trace.exemplar
+            )
             # The outcome and where the time went (the permit carries it): Triton's statistics (oip/statistics.py).
             self.metrics.tally.request(model.name, ok=ok, seconds=seconds, timings=permit.timings)
 

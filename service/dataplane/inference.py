@@ -9,6 +9,7 @@ import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,9 +19,14 @@ from service.dataplane.postprocess import Answer, decide
 from service.dataplane.repository import ReadyModel
 from service.dataplane.runtime import usable_cpus
 from service.dataplane.threads import lower_thread_priority
-from service.errors import InferenceFailed
+from service.errors import CatdogError, InferenceFailed
 from service.observability import ServiceMetrics
+from service.payloadlog import record as payload_log
 from service.settings import Settings
+from service.tracing import context as tracing
+
+if TYPE_CHECKING:
+    from service.tracing.spans import RequestTrace
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,14 +70,17 @@ class Classifier:
         through the model's batcher concurrently. Raises the service's errors for bad input or overload.
         With a permit, each stage is counted and work past its deadline is dropped before it starts."""
         batcher = model.batcher
+        trace, record = tracing.current(), payload_log.current()  # None unless traced / payload-logged
+        if record is not None:
+            record.uploads, record.model_version = uploads, model.card.version
         if self.direct and len(uploads) == 1 and batcher.max_batch_size == 1:
-            rows, images = await self._decode_and_run(model, uploads[0], permit)
+            rows, images = await self._decode_and_run(model, uploads[0], permit, trace)
         else:
             loop = asyncio.get_running_loop()
             decoding = time.perf_counter()
             with permit.track(Stage.DECODING) if permit is not None else contextlib.nullcontext():
                 decoded = await asyncio.gather(
-                    *(loop.run_in_executor(self._pool, self._prepare, model, u, permit) for u in uploads)
+                    *(loop.run_in_executor(self._pool, self._prepare, model, u, permit, trace) for u in uploads)
                 )
             if permit is not None:
                 permit.timings.compute_input_ns += round((time.perf_counter() - decoding) * 1e9)
@@ -84,6 +93,9 @@ class Classifier:
         ]
         if permit is not None:
             permit.timings.compute_output_ns += round((time.perf_counter() - deciding) * 1e9)
+        if record is not None:
+            record.decoded(images)
+            record.answers = [p.answer for p in predictions]
         return predictions
 
     async def classify_tensors(
@@ -92,11 +104,16 @@ class Classifier:
         """Clients that preprocess themselves (the Open Inference Protocol's FP32 input): a float32 batch in the
         card's input size (checked by the DataPlane) goes through the same batcher, decision and metrics as
         decoded images, one row each."""
+        record = payload_log.current()
+        if record is not None:
+            record.tensor, record.model_version = batch, model.card.version
         rows = await asyncio.gather(*(model.batcher.submit(tensor, permit) for tensor in batch))
         deciding = time.perf_counter()
         answers = [self._answer(model, row) for row in rows]
         if permit is not None:
             permit.timings.compute_output_ns += round((time.perf_counter() - deciding) * 1e9)
+        if record is not None:
+            record.answers = answers
         return answers
 
     def _answer(self, model: ReadyModel, row: np.ndarray) -> Answer:
@@ -125,7 +142,7 @@ class Classifier:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _decode_and_run(
-        self, model: ReadyModel, upload: Upload, permit: Permit | None
+        self, model: ReadyModel, upload: Upload, permit: Permit | None, trace: RequestTrace | None = None
     ) -> tuple[list[np.ndarray], list[DecodedImage]]:
         """The direct pipeline: decode and inference of one image in one job on the model's inference thread
         (MicroBatcher.submit_prepared). On one core the decode pool cannot overlap anything, and each hand-off
@@ -134,7 +151,7 @@ class Classifier:
         images: list[DecodedImage] = []
 
         def prepare() -> np.ndarray:
-            tensor, image = self._prepare(model, upload, permit)
+            tensor, image = self._prepare(model, upload, permit, trace)
             images.append(image)
             return tensor
 
@@ -142,13 +159,38 @@ class Classifier:
         return [row], images
 
     def _prepare(
-        self, model: ReadyModel, upload: Upload, permit: Permit | None = None
+        self, model: ReadyModel, upload: Upload, permit: Permit | None = None, trace: RequestTrace | None = None
     ) -> tuple[np.ndarray, DecodedImage]:
+        """On a decode thread (or the inference thread, direct): one image to its tensor, measured and, when the
+        request is traced, recorded as its `catdog.decode` span (the image's size, format and pixels)."""
         if permit is not None:
             permit.check(Stage.DECODING)  # waited in the pool past its deadline: not decoded for nobody
         started = time.perf_counter()
-        tensor, image = load_tensor(upload.data, model.card.preprocessing, model.card.input, self.limits)
-        self.metrics.preprocess_seconds.labels(model.name).observe(time.perf_counter() - started)
+        try:
+            tensor, image = load_tensor(upload.data, model.card.preprocessing, model.card.input, self.limits)
+        except CatdogError as exc:
+            if trace is not None:
+                trace.record("catdog.decode", started, time.perf_counter(), _image_attributes(upload), error=exc)
+            raise
+        ended = time.perf_counter()
+        if trace is not None:
+            trace.record("catdog.decode", started, ended, _image_attributes(upload, image))
+        exemplar = None if trace is None else trace.exemplar
+        self.metrics.preprocess_seconds.labels(model.name).observe(ended - started, exemplar)
         self.metrics.image_bytes.labels(model.name).observe(image.num_bytes)
         self.metrics.image_pixels.labels(model.name).observe(image.width * image.height)
         return tensor, image
+
+
+def _image_attributes(upload: Upload, image: DecodedImage | None = None) -> dict[str, str | int]:
+    found: dict[str, str | int] = {"catdog.image.bytes": len(upload.data)}
+    if image is not None:
+        found.update(
+            {
+                "catdog.image.format": image.format,
+                "catdog.image.width": image.width,
+                "catdog.image.height": image.height,
+                "catdog.image.pixels": image.width * image.height,
+            }
+        )
+    return found

@@ -19,8 +19,10 @@ from service.errors import CatdogError, MalformedRequest, NotServed
 from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
 from service.grpc.errors import abort, grpc_code
+from service.observation import Observation
 from service.oip.protocol import OpenInference
 from service.oip.tensors import BYTES, FP32, InferInput, InferRequest, RequestedOutput, check_shape, decode_raw
+from service.tracing import context as tracing
 
 PROTOCOL = "oip_grpc"
 SERVICE = "/inference.GRPCInferenceService/"
@@ -33,6 +35,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, data_plane: DataPlane) -> None:
         self.data_plane = data_plane
         self.oip = OpenInference(data_plane)
+        self.observer = data_plane.observer  # tracing / payload logging; None when both are off
 
     async def _call(
         self,
@@ -43,7 +46,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         offered_id: str = "",
         model: str | None = None,
     ) -> T:
-        """Run one RPC: request id, access line, and the error taxonomy -> gRPC status."""
+        """Run one RPC: request id, access line, server span (not for ModelReady, a probe), and the error taxonomy
+        -> gRPC status."""
         started = time.perf_counter()
         metadata = dict(context.invocation_metadata() or ())
         # The client's x-request-id metadata, else the request's OIP `id`, when sane; else a new one.
@@ -51,15 +55,42 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         await context.send_initial_metadata((("x-request-id", rid),))
         fields: dict[str, Any] = {"model": model} if model else {}
         status = grpc.StatusCode.OK
+        observation = self._observe(method, context, rid, fields)
+        fault = False
         try:
             return await handler(fields)
         except CatdogError as exc:
             status = grpc_code(exc)
+            fault = exc.status >= 500
             fields["error"] = exc.code
             await abort(context, self.data_plane, model, exc)
+        except Exception as exc:
+            status, fault = grpc.StatusCode.UNKNOWN, True
+            if observation is not None:
+                observation.fail(exc)
+            raise
         finally:
+            if observation is not None:
+                done: dict[str, str | int] = {"rpc.grpc.status_code": status.value[0]}
+                if model:
+                    done["catdog.model"] = model
+                observation.finish(done, fields.get("error"), fault=fault)
             seconds = time.perf_counter() - started
             log_access(rid, "GRPC", SERVICE + method, status.name, seconds, _peer(context), fields)
+
+    def _observe(self, method: str, context: Context, request_id: str, fields: dict[str, Any]) -> Observation | None:
+        if self.observer is None or method == "ModelReady":
+            return None
+        attributes = {
+            "rpc.system": "grpc",
+            "rpc.service": SERVICE.strip("/"),
+            "rpc.method": method,
+            "catdog.request_id": request_id,
+        }
+        metadata = context.invocation_metadata() or ()
+        observation = self.observer.start(SERVICE.lstrip("/") + method, metadata, attributes, request_id)
+        fields.update(observation.log_fields)
+        return observation
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Context) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -105,12 +136,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 answer = await self.oip.infer(model, infer_request, permit, fields.update)
             if request.id:
                 fields["oip_id"] = request.id
-            response = pb.ModelInferResponse(
-                model_name=answer.model_name, model_version=answer.model_version, id=answer.id or ""
-            )
-            for tensor in answer.outputs:
-                response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-                response.raw_output_contents.append(tensor.raw())
+            with tracing.stage("catdog.encode"):
+                response = pb.ModelInferResponse(
+                    model_name=answer.model_name, model_version=answer.model_version, id=answer.id or ""
+                )
+                for tensor in answer.outputs:
+                    response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+                    response.raw_output_contents.append(tensor.raw())
             return response
 
         return await self._call("ModelInfer", context, handle, offered_id=request.id, model=request.model_name)

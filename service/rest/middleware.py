@@ -56,7 +56,8 @@ class HttpMetrics:
         if handler is None:
             return
         self.requests.labels(handler, method, str(status)).inc()
-        self.duration.labels(handler, method).observe(seconds)
+        # A sampled request's trace as the exemplar (service/rest/observe.py puts it in the scope's state).
+        self.duration.labels(handler, method).observe(seconds, scope.get("state", {}).get("exemplar"))
 
     def _resolve(self, app: Any, path: str, root_path: str, method: str) -> str | None:
         """The handler label of a request (None: excluded). Routes never change once serving, so the answer for

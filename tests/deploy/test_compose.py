@@ -45,7 +45,7 @@ def bind_mounts(service: dict[str, Any]) -> list[tuple[str, str]]:
 def test_compose_services_healthchecks_and_ordering() -> None:
     compose = load(COMPOSE)
     services = compose["services"]
-    assert set(services) == {"api", "prometheus", "grafana"}
+    assert set(services) == {"api", "otel-collector", "prometheus", "grafana"}
     for name, service in services.items():
         check = service["healthcheck"]
         assert check["test"][0] == "CMD", name

@@ -190,7 +190,8 @@ def test_provisioned_datasource_matches_the_dashboard() -> None:
 class Prometheus:
     """The Debian `prometheus` binary with the compose prometheus.yml, the target pointed at `target`."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, flags: tuple[str, ...] = ()) -> None:
+        self.flags = flags  # e.g. --enable-feature=exemplar-storage (tests/service/test_exemplars.py)
         self.dir = Path(tempfile.mkdtemp(prefix="catdog-prometheus-"))
         config = PROMETHEUS_YML.read_text()
         assert '"api:8000"' in config, "the compose prometheus.yml no longer scrapes api:8000"
@@ -208,6 +209,7 @@ class Prometheus:
                 f"--storage.tsdb.path={self.dir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--storage.tsdb.retention.time=1h",
+                *self.flags,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,

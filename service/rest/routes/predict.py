@@ -13,6 +13,7 @@ from service.rest.admission import permit_of
 from service.rest.requests import declared_body_bytes, note, parse_timeout, request_id_of
 from service.rest.schemas import ErrorResponse, MultiPredictResponse, PredictionBody, PredictResponse
 from service.rest.uploads import read_uploads
+from service.tracing import context as tracing
 
 SEED_MODELS = ("pretrained", "scratch")
 PROTOCOL = "catdog"  # the `protocol` label of catdog_request_duration_seconds for these routes
@@ -64,18 +65,20 @@ async def predict(data_plane: DataPlane, name: str, request: Request) -> Respons
             uploads = await read_uploads(request, max_bytes=max_bytes)
         predictions = await data_plane.classify(model, uploads, permit)
     _note_predictions(request, predictions)
-    bodies = [_body(p) for p in predictions]
-    request_id = request_id_of(request)
-    answer: PredictResponse | MultiPredictResponse
-    if len(bodies) == 1:
-        answer = PredictResponse(
-            model=name, model_version=model.version, request_id=request_id, **bodies[0].model_dump()
-        )
-    else:
-        answer = MultiPredictResponse(
-            model=name, model_version=model.version, request_id=request_id, predictions=bodies
-        )
-    return Response(answer.model_dump_json(), media_type="application/json")
+    with tracing.stage("catdog.encode"):
+        bodies = [_body(p) for p in predictions]
+        request_id = request_id_of(request)
+        answer: PredictResponse | MultiPredictResponse
+        if len(bodies) == 1:
+            answer = PredictResponse(
+                model=name, model_version=model.version, request_id=request_id, **bodies[0].model_dump()
+            )
+        else:
+            answer = MultiPredictResponse(
+                model=name, model_version=model.version, request_id=request_id, predictions=bodies
+            )
+        content = answer.model_dump_json()
+    return Response(content, media_type="application/json")
 
 
 def _body(prediction: Prediction) -> PredictionBody:

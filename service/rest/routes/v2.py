@@ -36,6 +36,7 @@ from service.oip.tensors import (
 from service.rest.admission import permit_of
 from service.rest.requests import declared_body_bytes, note, parse_timeout
 from service.rest.uploads import read_body
+from service.tracing import context as tracing
 
 HEADER_LENGTH = "inference-header-content-length"
 PROTOCOL = "oip_rest"
@@ -81,7 +82,8 @@ def router(data_plane: DataPlane) -> APIRouter:
             if infer_request.id is not None:
                 note(request, oip_id=infer_request.id)
             answer = await oip.infer(model, infer_request, permit, partial(note, request))
-        content, header_length = encode_infer_response(answer, infer_request)
+        with tracing.stage("catdog.encode"):
+            content, header_length = encode_infer_response(answer, infer_request)
         if header_length is None:
             return Response(content, media_type="application/json")
         headers = {"Inference-Header-Content-Length": str(header_length)}
