@@ -19,17 +19,19 @@ import onnxruntime as ort
 EXACT_INT8 = ("session.x64quantprecision", "1")
 
 
-def options(threads: int = 1) -> ort.SessionOptions:
+def options(threads: int = 1, exact_int8: bool = True) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3  # errors only: the quantized graphs warn about unused initialisers
-    opts.add_session_config_entry(*EXACT_INT8)
+    if exact_int8:
+        opts.add_session_config_entry(*EXACT_INT8)
     return opts
 
 
-def session(path: Path, threads: int = 1) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), options(threads), providers=["CPUExecutionProvider"])
+def session(path: Path, threads: int = 1, exact_int8: bool = True) -> ort.InferenceSession:
+    """`exact_int8=False`: ONNX Runtime's default kernels, as the service runs them (for speed, never answers)."""
+    return ort.InferenceSession(str(path), options(threads, exact_int8), providers=["CPUExecutionProvider"])
 
 
 def session_from_model(model: onnx.ModelProto, threads: int = 1) -> ort.InferenceSession:

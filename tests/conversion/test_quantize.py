@@ -38,8 +38,8 @@ def test_writes_the_int8_file_and_an_additive_card_section(quantized: Path) -> N
     assert sets["bundled"]["images"] == 6
     assert sets["held-out"]["images"] == 3  # every second photo of each class
     assert entry["within_budget"] == all(s["within_budget"] for s in sets.values())
-    assert entry["exact_on_every_cpu"] is False  # the default recipe: full 8-bit weights
-    assert card["default_precision"] == "fp32"
+    assert entry["exact_on_every_cpu"] is True  # the default recipe: 7-bit weights
+    assert card["default_precision"] == ("int8" if entry["within_budget"] else "fp32")
     assert entry["method"]["recipe"]["bias_correction"] is True
     layers = [r["layer"] for r in entry["bias_corrections"]]
     assert set(layers) == {"conv1", "conv2"}, "both convolutions bias-corrected"
