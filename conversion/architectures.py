@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +26,12 @@ LITE_STD = (128.0, 128.0, 128.0)
 # ImageNet-1k class indices (inclusive ranges) of domestic cats and of dogs.
 IMAGENET_CAT_CLASSES = range(281, 286)
 IMAGENET_DOG_CLASSES = range(151, 269)
+IMAGENET_ANIMAL_CLASSES = range(0, 398)
+"""ImageNet-1k classes 0-397 are animals (fish to puffer); 398-999 are objects, food, scenes."""
+
+MASS_GROUPS = ("cat", "dog", "other_animal", "no_animal")
+LOG_FLOOR = 1e-6
+"""Added before the log so an empty group gives log(1e-6), not -inf."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +147,33 @@ class GroupedSoftmax(nn.Module):
         return probabilities @ self.get_buffer("membership")
 
 
+def membership_matrix(num_classes: int = 1000) -> np.ndarray:
+    """[num_classes, 4] 0/1 matrix: softmax @ matrix = (cat, dog, other animal, no animal) masses."""
+    m = np.zeros((num_classes, len(MASS_GROUPS)), dtype=np.float32)
+    animal = np.zeros(num_classes, dtype=bool)
+    animal[list(IMAGENET_ANIMAL_CLASSES)] = True
+    m[list(IMAGENET_CAT_CLASSES), 0] = 1
+    m[list(IMAGENET_DOG_CLASSES), 1] = 1
+    claimed = m[:, :2].sum(1) > 0
+    m[animal & ~claimed, 2] = 1
+    m[~animal, 3] = 1
+    return m
+
+
+class MassLogistic(nn.Module):
+    """ImageNet backbone -> softmax -> 4 group log-masses -> linear -> softmax over (cat, dog, other)."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("membership", torch.from_numpy(membership_matrix(num_classes)))
+        self.head = nn.Linear(len(MASS_GROUPS), 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        masses = torch.softmax(self.backbone(x), dim=1) @ self.get_buffer("membership")
+        return torch.softmax(self.head(torch.log(masses + LOG_FLOOR)), dim=1)
+
+
 def _lite0_cat_dog_other(num_classes: int, checkpoint: Path | None) -> nn.Module:
     if num_classes != 3 or checkpoint is not None:
         raise ValueError("efficientnet_lite0_catdog uses the packaged ImageNet weights and has 3 outputs")
@@ -149,8 +183,6 @@ def _lite0_cat_dog_other(num_classes: int, checkpoint: Path | None) -> nn.Module
 
 def _lite_mass_logistic(variant: int) -> Callable[[int, Path | None], nn.Module]:
     def build(num_classes: int, checkpoint: Path | None) -> nn.Module:
-        from conversion.heads import MassLogistic
-
         if num_classes != 3 or checkpoint is None:
             raise ValueError("the mass-logistic head has 3 outputs and needs its fitted head (a checkpoint)")
         model = MassLogistic(efficientnet_lite_imagenet(variant))

@@ -79,10 +79,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_quantize(args: argparse.Namespace) -> dict[str, Any]:
     from conversion.photos import read_manifest
-    from conversion.quantize import quantize_folder
+    from conversion.quantize import Recipe, quantize_folder
 
+    recipe = Recipe(reduce_range=not args.full_range_weights)
     return quantize_folder(
-        args.model_dir, read_manifest(args.photos), measure_speed=args.speed, alternatives=args.alternatives
+        args.model_dir,
+        read_manifest(args.photos),
+        measure_speed=args.speed,
+        alternatives=args.alternatives,
+        recipe=recipe,
     )
 
 
@@ -159,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help=photos_help)
     p.add_argument("--speed", action="store_true", help="measure FP32 vs INT8 ms/image into the card")
     p.add_argument("--alternatives", action="store_true", help="also measure the variants not chosen (slow)")
+    p.add_argument(
+        "--full-range-weights",
+        action="store_true",
+        help="8-bit weights: exact only on VNNI CPUs (AVX2 saturates), so never the default; default 7-bit",
+    )
     p.set_defaults(handler=_cmd_quantize)
 
     p = sub.add_parser("compare-heads", help="heads x EfficientNet-Lite backbones, leave-one-out on the photos")

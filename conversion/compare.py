@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from conversion.architectures import efficientnet_lite_imagenet, get_architecture
+from conversion.architectures import efficientnet_lite_imagenet, get_architecture, membership_matrix
 from conversion.card import serving_card
 from conversion.decision import choose_min_mass, decide
-from conversion.heads import CROPS, backbone_views, fit_logistic, log_masses, membership_matrix, predict_logistic
+from conversion.heads import CROPS, backbone_views, fit_logistic, log_masses, predict_logistic
 from conversion.heldout import expected_calibration_error, leave_one_out
 from conversion.photos import LabelledImage
 

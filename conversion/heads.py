@@ -1,6 +1,7 @@
-"""Heads that turn an ImageNet backbone into a cat / dog / other classifier, and how they are fitted.
+"""How the cat / dog / other head on an ImageNet backbone is fitted (the head module itself, `MassLogistic`, is
+registered with the other modules in conversion/architectures.py).
 
-The shipped head (`MassLogistic`) reads the backbone's 1000-class softmax as four masses: domestic cats,
+The shipped head reads the backbone's 1000-class softmax as four masses: domestic cats,
 dogs, every other animal (ImageNet classes 0-397) and no animal at all (398-999). Their logarithms go into a
 3-way logistic regression fitted on the bundled photos. This keeps what the backbone knows (a cat is a cat
 whatever breed it guesses) while letting the fit learn that a yarn ball next to a kitten (non-animal mass)
@@ -18,33 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from conversion.architectures import IMAGENET_CAT_CLASSES, IMAGENET_DOG_CLASSES
-from conversion.photos import LabelledImage
+from conversion.architectures import LOG_FLOOR, membership_matrix
+from conversion.augment import augmentation, resize
+from conversion.photos import LabelledImage, PhotoImages
 from conversion.preprocess import preprocess_batch
-from conversion.train import _Images, augmentation, resize
 
-IMAGENET_ANIMAL_CLASSES = range(0, 398)
-"""ImageNet-1k classes 0-397 are animals (fish to puffer); 398-999 are objects, food, scenes."""
-
-MASS_GROUPS = ("cat", "dog", "other_animal", "no_animal")
-LOG_FLOOR = 1e-6
-"""Added before the log so an empty group gives log(1e-6), not -inf."""
 CROPS = 8
 """Augmented crops per photo (plus the served centre crop) the head is fitted on."""
 SEED = 0
-
-
-def membership_matrix(num_classes: int = 1000) -> np.ndarray:
-    """[num_classes, 4] 0/1 matrix: softmax @ matrix = (cat, dog, other animal, no animal) masses."""
-    m = np.zeros((num_classes, len(MASS_GROUPS)), dtype=np.float32)
-    animal = np.zeros(num_classes, dtype=bool)
-    animal[list(IMAGENET_ANIMAL_CLASSES)] = True
-    m[list(IMAGENET_CAT_CLASSES), 0] = 1
-    m[list(IMAGENET_DOG_CLASSES), 1] = 1
-    claimed = m[:, :2].sum(1) > 0
-    m[animal & ~claimed, 2] = 1
-    m[~animal, 3] = 1
-    return m
 
 
 def log_masses(logits: np.ndarray) -> np.ndarray:
@@ -53,20 +35,6 @@ def log_masses(logits: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(-1, keepdims=True))
     p = e / e.sum(-1, keepdims=True)
     return np.asarray(np.log(p @ membership_matrix(x.shape[-1]).astype(np.float64) + LOG_FLOOR))
-
-
-class MassLogistic(nn.Module):
-    """ImageNet backbone -> softmax -> 4 group log-masses -> linear -> softmax over (cat, dog, other)."""
-
-    def __init__(self, backbone: nn.Module, num_classes: int = 1000) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.register_buffer("membership", torch.from_numpy(membership_matrix(num_classes)))
-        self.head = nn.Linear(len(MASS_GROUPS), 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        masses = torch.softmax(self.backbone(x), dim=1) @ self.get_buffer("membership")
-        return torch.softmax(self.head(torch.log(masses + LOG_FLOOR)), dim=1)
 
 
 def fit_logistic(
@@ -120,7 +88,7 @@ def backbone_views(
     size = int(card["input"]["height"])
     mean = torch.tensor(card["preprocessing"]["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(card["preprocessing"]["std"]).view(1, 3, 1, 1)
-    images = _Images(photos, size)
+    images = PhotoImages(photos, size)
     augment = augmentation(size)
     out = []
     with torch.no_grad():

@@ -1,22 +1,27 @@
-"""Labelled images: the bundled photos' MANIFEST.csv and class-per-folder trees such as `PetImages/{Cat,Dog}`.
+"""Labelled images: the bundled photos' MANIFEST.csv, class-per-folder trees such as `PetImages/{Cat,Dog}`, and
+`PhotoImages`, the decoded photos training and head fitting crop from.
 
 Real-world folders (the Kaggle PetImages set famously) hold corrupt and non-image files: they are skipped
-with a warning rather than failing a long training run.
+with a warning rather than failing a long training run. Pillow only (no PyTorch): the quantizer and the
+shipped-model tests read photos without the `convert` extra's training stack.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "images"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+CACHE_LIMIT = 2000
+"""Data sets up to this many images are decoded once and kept (small, downscaled) in memory."""
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,28 @@ def scan_image_folder(root: Path) -> list[LabelledImage]:
 def load_labelled(source: Path) -> list[LabelledImage]:
     """A folder with MANIFEST.csv is read through the manifest, any other folder as class sub-folders."""
     return read_manifest(source) if (source / "MANIFEST.csv").is_file() else scan_image_folder(source)
+
+
+class PhotoImages:
+    """Decoded RGB images, downscaled to twice the crop size (crops never need more), cached when small."""
+
+    def __init__(self, items: Sequence[LabelledImage], crop_size: int) -> None:
+        self.items = list(items)
+        self.short_side = 2 * crop_size
+        self.cache: dict[int, Image.Image] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Image.Image:
+        if i in self.cache:
+            return self.cache[i]
+        with Image.open(self.items[i].path) as raw:
+            raw.draft("RGB", (self.short_side, self.short_side))  # JPEG: decode at reduced size, much faster
+            img = ImageOps.exif_transpose(raw).convert("RGB")
+        scale = self.short_side / min(img.size)
+        if scale < 1:
+            img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BICUBIC)
+        if len(self.items) <= CACHE_LIMIT:
+            self.cache[i] = img
+        return img

@@ -1,20 +1,24 @@
 """INT8 variant of any model folder, judged by its answers: `python -m conversion quantize models/<name>`.
 
-Method (ONNX Runtime's own tooling, as its documentation recommends for x86 CPUs):
+Method (ONNX Runtime's own tooling, plus the correction made for depthwise-separable networks):
 
 1. `quant_pre_process` (shape inference, graph optimisation: folds the exporter's Pad nodes into the Convs);
-2. `quantize_static`, QDQ format, per-channel INT8 weights, UINT8 activations (U8S8: the fast kernels on AVX2
-   without VNNI; S8S8 and U8U8 were measured slower here, docs/models.md), calibrated on augmented crops of the
-   *selection* half of the photos in a fixed order (seeded), so the same inputs give the same bytes;
-3. the head (everything from the last global pooling on) stays FP32: it is tiny, and a softmax over 1000 classes
+2. `quantize_static`, QDQ format, per-channel weights, UINT8 activations, calibrated on augmented crops of the
+   *selection* half of the photos in a fixed order (seeded), so the same inputs give the same bytes. Weights are
+   7-bit (`reduce_range`): with full 8-bit weights the u8 x s8 kernels of AVX2-only CPUs saturate their 16-bit
+   sums and answer differently from VNNI CPUs (`Recipe.exact_on_every_cpu`); 7-bit ones cannot saturate;
+3. bias correction (conversion/bias_correction.py, Nagel et al. 2019): each Conv's INT32 bias is moved by the
+   mean output shift its rounded weights cause, measured on calibration images;
+4. the head (everything from the last global pooling on) stays FP32: it is tiny, and a softmax over 1000 classes
    turns small logit errors into large probability errors;
-4. per-layer sensitivity (`onnxruntime.quantization.qdq_loss_debug`): FP32 vs INT8 activations layer by layer;
+5. per-layer sensitivity (`onnxruntime.quantization.qdq_loss_debug`): FP32 vs INT8 activations layer by layer;
    the layers where the signal-to-quantization-noise ratio drops most are tried in FP32 one at a time, each kept
    only if it lowers the worst shift on the selection photos (files and JPEG re-encodings), until those are
    within 80 % of the budget or MAX_EXCLUDED layers were tried;
-5. the verdict, on photos calibration never saw (the held-out half) and on re-encodings of every photo as JPEG at
-   several sizes, through the service's own decoding and decision rule: no changed answer, max |dp| <= 0.03 and
-   median |dp| <= 0.01 on every set. Only then does the card make INT8 its default.
+6. the verdict, on photos calibration never saw (the held-out half) and on re-encodings of every photo as JPEG at
+   several sizes, through the service's own decoding and decision rule and exact integer arithmetic
+   (conversion/onnxrun.py): no changed answer, max |dp| <= 0.03 and median |dp| <= 0.01 on every set. Only then,
+   and only for a file every CPU computes alike, does the card make INT8 its default.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from onnxruntime.quantization.qdq_loss_debug import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 
+from conversion.bias_correction import correct_biases
 from conversion.card import read_card, sha256_file, write_card
 from conversion.onnxrun import run_onnx, session
 from conversion.photos import LabelledImage
@@ -93,11 +98,21 @@ class Recipe:
     activations: Literal["u8", "s8"] = "u8"
     weights: Literal["u8", "s8"] = "s8"
     per_channel: bool = True
-    reduce_range: bool = False
+    reduce_range: bool = True
+    """7-bit weights: exact on every x86 CPU (`exact_on_every_cpu`); 8-bit is exact only with VNNI."""
     quant_format: Literal["qdq", "qoperator"] = "qdq"
     crops_per_photo: int = 8
     seed: int = 0
     excluded: tuple[str, ...] = ()
+    bias_correction: bool = True
+    """Nagel et al.'s bias correction after rounding (conversion/bias_correction.py)."""
+
+    @property
+    def exact_on_every_cpu(self) -> bool:
+        """7-bit weights (`reduce_range`) cannot saturate the 16-bit sums of the AVX2 u8 x s8 kernels, so every x86
+        CPU computes the exact integer result; with full 8-bit weights only VNNI CPUs (or AVX2 with
+        `session.x64quantprecision=1`) do, and plain AVX2 answers differently (docs/models.md)."""
+        return self.reduce_range
 
     def to_card(self) -> dict[str, Any]:
         return {**asdict(self), "excluded": list(self.excluded)}
@@ -148,10 +163,17 @@ class QuantizationReport:
     sensitivity: list[dict[str, Any]]
     selection: list[dict[str, Any]]
     alternatives: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bias_corrections: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def within_budget(self) -> bool:
+        """Exact integer arithmetic (VNNI CPUs; AVX2 with `session.x64quantprecision=1`) meets the budget."""
+        return all(s.within_budget for s in self.sets)
 
     @property
     def acceptable(self) -> bool:
-        return all(s.within_budget for s in self.sets)
+        """Fit to be the default: within the budget, and computed the same on every x86 CPU the service runs on."""
+        return self.within_budget and self.recipe.exact_on_every_cpu
 
 
 # --- images -------------------------------------------------------------------------------------------------
@@ -270,8 +292,11 @@ def compare(name: str, files: Sequence[str], fp32: np.ndarray, int8: np.ndarray,
     )
 
 
-def compare_sets(int8_path: Path, sets: Sequence[EvalSet], card: ModelCard) -> list[SetComparison]:
-    int8 = session(int8_path)
+def compare_sets(
+    int8_path: Path, sets: Sequence[EvalSet], card: ModelCard, *, exact_int8: bool = True
+) -> list[SetComparison]:
+    """`exact_int8=False`: as this machine's default kernels compute (on AVX2, saturating for 8-bit weights)."""
+    int8 = session(int8_path, exact_int8=exact_int8)
     return [compare(s.name, s.files, s.fp32, _probabilities(run_onnx(int8, s.batch), card), card) for s in sets]
 
 
@@ -321,11 +346,16 @@ def head_nodes(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in nodes[start:]]
 
 
+BIAS_CORRECTION_STRIDE = 3
+"""Every third calibration image measures the mean inputs for bias correction (96 of 288 for `pretrained`)."""
+
+
 def quantize_with(
     prepared: Path, out_path: Path, batch: np.ndarray, input_name: str, recipe: Recipe, cache: Path | None = None
-) -> None:
-    """One `quantize_static` run of `recipe` (head and `recipe.excluded` kept FP32). `cache`: ONNX Runtime's
-    calibration cache, reused while only the excluded layers change (the ranges do not depend on them)."""
+) -> list[dict[str, Any]]:
+    """One `quantize_static` run of `recipe` (head and `recipe.excluded` kept FP32), then its bias correction;
+    returns the corrections per layer (empty without). `cache`: ONNX Runtime's calibration cache, reused while
+    only the excluded layers or the weights' rounding change (the activation ranges do not depend on them)."""
     model = onnx.load(str(prepared))
     extra: dict[str, Any] = {"CalibStridedMinMax": _stride(len(batch))}
     if recipe.calibration == "percentile":
@@ -345,6 +375,9 @@ def quantize_with(
             extra_options=extra,
             calibration_cache_path=str(cache) if cache else None,
         )
+    if not recipe.bias_correction:
+        return []
+    return correct_biases(prepared, out_path, batch[::BIAS_CORRECTION_STRIDE])
 
 
 def quantize_dynamic_variant(prepared: Path, out_path: Path) -> None:
@@ -459,7 +492,7 @@ def quantize(
             log.info("selection photos, + %s FP32: %s (%s)", row["layer"], result, "kept" if kept else "dropped")
             if kept:
                 chosen, best = candidate, result
-        quantize_with(prepared, out_path, calib, input_name, chosen, cache)
+        corrections = quantize_with(prepared, out_path, calib, input_name, chosen, cache)
         alt = _alternatives(prepared, Path(tmp), calib, input_name, chosen, sets, typed) if alternatives else {}
     return QuantizationReport(
         recipe=chosen,
@@ -469,6 +502,7 @@ def quantize(
         sensitivity=ranked[:MAX_EXCLUDED],
         selection=steps,
         alternatives=alt,
+        bias_corrections=sorted(corrections, key=lambda r: -r["max_correction"])[:MAX_EXCLUDED],
     )
 
 
@@ -496,7 +530,8 @@ def _alternatives(
         "static, percentile 99.999": replace(chosen, calibration="percentile"),
         "static, entropy": replace(chosen, calibration="entropy"),
         "static, S8S8": replace(chosen, activations="s8"),
-        "static, reduce_range (7-bit weights)": replace(chosen, reduce_range=True),
+        "static, 8-bit weights (exact only on VNNI CPUs)": replace(chosen, reduce_range=not chosen.reduce_range),
+        "static, no bias correction": replace(chosen, bias_correction=False),
     }
     out = {}
     path = tmp / "alternative.onnx"
@@ -539,7 +574,7 @@ def _quiet_root_logger() -> Iterator[None]:
 def speed(fp32_path: Path, int8_path: Path, one: np.ndarray, rounds: int = 7, runs: int = 10) -> dict[str, Any]:
     """Batch-1 latency on one intra-op thread, FP32 and INT8 interleaved round by round so that load on a shared
     machine hits both alike; the median round counts."""
-    sessions = {"fp32": session(fp32_path, threads=1), "int8": session(int8_path, threads=1)}
+    sessions = {k: session(p, threads=1, exact_int8=False) for k, p in (("fp32", fp32_path), ("int8", int8_path))}
     names = {k: s.get_inputs()[0].name for k, s in sessions.items()}
     for key, sess in sessions.items():
         for _ in range(3):
@@ -556,7 +591,8 @@ def speed(fp32_path: Path, int8_path: Path, one: np.ndarray, rounds: int = 7, ru
         "fp32_ms": round(ms["fp32"], 2),
         "int8_ms": round(ms["int8"], 2),
         "speedup": round(ms["fp32"] / ms["int8"], 2),
-        "how": "batch 1, 1 intra-op thread, FP32 and INT8 interleaved, median of rounds; machine-dependent",
+        "how": "batch 1, 1 intra-op thread, ONNX Runtime's default kernels (as served), FP32 and INT8 interleaved, "
+        "median of rounds; machine-dependent",
     }
 
 
@@ -572,17 +608,31 @@ def variant_entry(folder: Path, report: QuantizationReport) -> dict[str, Any]:
             "tool": "onnxruntime.quantization quant_pre_process + quantize_static",
             "recipe": report.recipe.to_card(),
             "head": "FP32 (every node from the last global pooling on)",
+            "bias_correction": "Nagel et al. 2019: each Conv's INT32 bias minus (W_int8 - W) conv E[x], E[x] the "
+            "FP32 model's mean input map on every third calibration image"
+            if report.recipe.bias_correction
+            else None,
             "calibration_data": "each selection photo as served + augmented crops (seeded)",
         },
         "budget": {"max_abs_diff": MAX_SHIFT, "median_abs_diff": MEDIAN_SHIFT, "labels_changed": 0},
         "answers_vs_fp32": {s.name: s.to_card() for s in report.sets},
-        "within_budget": report.acceptable,
+        "within_budget": report.within_budget,
+        "exact_on_every_cpu": report.recipe.exact_on_every_cpu,
+        "arithmetic": "figures are exact integer arithmetic (AVX-512 VNNI / AVX-VNNI, or AVX2 with ONNX Runtime's "
+        "session.x64quantprecision=1); "
+        + (
+            "7-bit weights: AVX2's fast u8 x s8 kernels cannot saturate, so every x86 CPU computes the same"
+            if report.recipe.exact_on_every_cpu
+            else "8-bit weights: AVX2's fast u8 x s8 kernels saturate 16-bit sums and answer differently, so this "
+            "file is never the default"
+        ),
         "sensitivity": {
             "how": "qdq_loss_debug on calibration images: SQNR of each layer's INT8 output vs FP32 (sqnr_db) "
             "and the SQNR it loses vs its worst input (drop_db); largest drops first",
             "layers": report.sensitivity,
             "selection_steps": report.selection,
         },
+        **({"bias_corrections": report.bias_corrections} if report.bias_corrections else {}),
         **({"alternatives": report.alternatives} if report.alternatives else {}),
     }
 

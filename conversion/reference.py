@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from conversion.architectures import efficientnet_lite_imagenet, get_architecture
+from conversion.architectures import MASS_GROUPS, efficientnet_lite_imagenet, get_architecture
 from conversion.card import ONNX_FILE, read_card, serving_card, write_card
 from conversion.checkpoints import load_checkpoint
 from conversion.convert import ConversionSpec, convert
 from conversion.evaluate import evaluate
-from conversion.heads import CROPS, MASS_GROUPS, backbone_views, fit_logistic, log_masses, predict_logistic
+from conversion.heads import CROPS, backbone_views, fit_logistic, log_masses, predict_logistic
 from conversion.heldout import leave_one_out, report, split
 from conversion.photos import LabelledImage
 from conversion.train import TrainConfig, train

@@ -18,18 +18,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from PIL import Image, ImageOps
-from torchvision.transforms import v2
 
 from conversion.architectures import Architecture, get_architecture
+from conversion.augment import augmentation, resize
 from conversion.card import read_card
 from conversion.onnxrun import run_onnx, session
-from conversion.photos import LabelledImage, load_labelled
+from conversion.photos import PhotoImages, load_labelled
 
 log = logging.getLogger(__name__)
-
-CACHE_LIMIT = 2000
-"""Data sets up to this many images are decoded once and kept (small, downscaled) in memory."""
 
 
 @dataclass(frozen=True)
@@ -51,47 +47,6 @@ class TrainConfig:
     threads: int = 1
     only: tuple[str, ...] | None = None
     """Train on these file names from `data` only (the selection half of a held-out split); None: all."""
-
-
-class _Images:
-    """Decoded RGB images, downscaled to twice the crop size (crops never need more), cached when small."""
-
-    def __init__(self, items: Sequence[LabelledImage], train_size: int) -> None:
-        self.items = list(items)
-        self.short_side = 2 * train_size
-        self.cache: dict[int, Image.Image] = {}
-
-    def __getitem__(self, i: int) -> Image.Image:
-        if i in self.cache:
-            return self.cache[i]
-        with Image.open(self.items[i].path) as raw:
-            raw.draft("RGB", (self.short_side, self.short_side))  # JPEG: decode at reduced size, much faster
-            img = ImageOps.exif_transpose(raw).convert("RGB")
-        scale = self.short_side / min(img.size)
-        if scale < 1:
-            img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.BICUBIC)
-        if len(self.items) <= CACHE_LIMIT:
-            self.cache[i] = img
-        return img
-
-
-def augmentation(size: int) -> v2.Compose:
-    """Random crops (down to a fifth of the image), flips and colour jitter; yields uint8 [3, size, size]."""
-    return v2.Compose(
-        [
-            v2.PILToTensor(),
-            v2.RandomResizedCrop(size, scale=(0.2, 1.0), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03),
-        ]
-    )
-
-
-def resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Square float batch [N,3,h,w] -> [N,3,size,size] (no-op when already that size)."""
-    if x.shape[-1] == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def normalise(batch_uint8: torch.Tensor, arch: Architecture, size: int) -> torch.Tensor:
@@ -160,7 +115,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     arch = get_architecture(config.arch)
     model = arch.build(len(labels), None).train()
     teacher = _Teacher(config.teacher, labels) if config.teacher else None
-    images = _Images(items, config.train_size)
+    images = PhotoImages(items, config.train_size)
     augment = augmentation(config.train_size)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sampler = balanced_sampler(targets, generator)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from conversion.heads import MassLogistic, fit_logistic, log_masses, membership_matrix, predict_logistic
+from conversion.architectures import MassLogistic, membership_matrix
+from conversion.heads import fit_logistic, log_masses, predict_logistic
 from conversion.heldout import expected_calibration_error, leave_one_out, report, split, summarise
 from conversion.photos import read_manifest
 from tests.conftest import PHOTOS

@@ -38,7 +38,11 @@ def test_writes_the_int8_file_and_an_additive_card_section(quantized: Path) -> N
     assert sets["bundled"]["images"] == 6
     assert sets["held-out"]["images"] == 3  # every second photo of each class
     assert entry["within_budget"] == all(s["within_budget"] for s in sets.values())
+    assert entry["exact_on_every_cpu"] is True  # the default recipe: 7-bit weights
     assert card["default_precision"] == ("int8" if entry["within_budget"] else "fp32")
+    assert entry["method"]["recipe"]["bias_correction"] is True
+    layers = [r["layer"] for r in entry["bias_corrections"]]
+    assert set(layers) == {"conv1", "conv2"}, "both convolutions bias-corrected"
     assert entry["sensitivity"]["layers"], "per-layer figures from qdq_loss_debug"
     assert "speed" not in entry  # machine-dependent: only with --speed
 
@@ -131,3 +135,19 @@ def test_compare_counts_label_changes_under_the_decision_rule() -> None:
     assert result.changed == ["a.jpg"]
     assert result.max_shift == pytest.approx(0.06)
     assert not result.within_budget
+
+
+@pytest.mark.parametrize(("reduce_range", "default"), [(False, "fp32"), (True, "int8")])
+def test_only_a_file_every_cpu_computes_alike_becomes_the_default(
+    few_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reduce_range: bool, default: str
+) -> None:
+    """Within the budget is not enough: full 8-bit weights saturate AVX2's fast kernels (the file answers
+    differently there), so only 7-bit weights may be served by default."""
+    monkeypatch.setattr(q, "MAX_SHIFT", 1.0)
+    monkeypatch.setattr(q, "MEDIAN_SHIFT", 1.0)
+    folder = write_model_dir(tmp_path, "tiny", labels=("cat", "dog", "other"), model=build_tiny_cnn())
+    recipe = q.Recipe(crops_per_photo=1, reduce_range=reduce_range)
+    summary = q.quantize_folder(folder, read_manifest(few_photos), recipe=recipe)
+    assert summary["within_budget"] is True
+    assert summary["exact_on_every_cpu"] is reduce_range
+    assert read_card(folder)["default_precision"] == default

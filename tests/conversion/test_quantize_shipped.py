@@ -43,5 +43,6 @@ def test_card_figures_and_default_hold_on_the_photos(name: str) -> None:
         assert got.max_shift == pytest.approx(figures["max_abs_diff"], abs=2e-3), set_name
         assert got.median_shift == pytest.approx(figures["median_abs_diff"], abs=2e-3), set_name
     if card.get("default_precision") == "int8":
+        assert entry["exact_on_every_cpu"], f"{name}: an INT8 default must compute the same on every x86 CPU"
         for got in measured.values():
             assert got.within_budget, f"{name} serves INT8 by default but {got.name} is outside the budget: {got}"
