@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -102,3 +102,23 @@ class Settings(BaseSettings):
     metrics_path: str = "/metrics"
     grafana_url: str | None = Field(None, description="linked from the web page when set")
     git_revision: str | None = Field(None, description="shown by /version; the image sets it at build time")
+
+    # Access control and TLS (service/security/; docs/operations.md "Access control and TLS").
+    api_keys_file: Path | None = Field(
+        None,
+        description='API key digests and scopes, {"keys": [{"name", "sha256", "scopes"}]}; unset: inference and '
+        "metrics open, the management API refused; set: every call but the probes needs a key of its scope",
+    )
+    api_keys_reload_s: float = Field(2.0, gt=0, description="how often the keys file is checked for a change")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain: TLS on the HTTP and gRPC ports")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
+    tls_client_ca_file: Path | None = Field(None, description="PEM CA bundle: mutual TLS, clients need a certificate")
+    tls_reload_s: float = Field(2.0, gt=0, description="how often the TLS files are checked for a change")
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("CATDOG_TLS_CERT_FILE and CATDOG_TLS_KEY_FILE go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("CATDOG_TLS_CLIENT_CA_FILE needs CATDOG_TLS_CERT_FILE and CATDOG_TLS_KEY_FILE")
+        return self
