@@ -18,11 +18,14 @@ from service.dataplane.runtime import resolve_providers
 from service.errors import StartupError
 from service.grpc.server import GrpcServer
 from service.observability import LATENCY_BUCKETS, ServiceMetrics, configure_logging
+from service.rest.access import AccessMiddleware, PathScopes
 from service.rest.admission import AdmissionMiddleware
 from service.rest.errors import register_error_handlers
 from service.rest.middleware import HttpMetrics, RequestContextMiddleware
 from service.rest.routes import health, models, predict, ui, v2
 from service.rest.routes.docs import mount_docs
+from service.security.authorizer import AccessMetrics, Authorizer
+from service.security.keys import KeysFileError
 from service.settings import Settings
 from service.version import package_version
 
@@ -34,7 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.log_level, settings.log_format)
     data_plane = DataPlane.from_settings(settings)
     repository, metrics = data_plane.repository, data_plane.metrics
-    grpc_server = GrpcServer(data_plane) if settings.grpc_enabled else None
+    authorizer = _authorizer(settings, metrics)  # one access check, handed to both transports
+    grpc_server = GrpcServer(data_plane, authorizer) if settings.grpc_enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     http_metrics = _instrument(app, settings, metrics) if settings.metrics_enabled else None
     # In front of routing: a refusal costs no routing or dependencies.
     app.add_middleware(AdmissionMiddleware, data_plane=data_plane)
+    # In front of admission: a call without a valid key takes no permit and its body is never read.
+    docs_path = settings.docs_path if settings.docs_enabled else None
+    app.add_middleware(AccessMiddleware, authorizer=authorizer, scopes=PathScopes(settings.metrics_path, docs_path))
     app.add_middleware(
         RequestContextMiddleware, settings=settings, lifecycle=data_plane.lifecycle, http_metrics=http_metrics
     )
@@ -99,6 +106,19 @@ def _instrument(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> Ht
     app.add_api_route(settings.metrics_path, metrics_page, methods=["GET"], include_in_schema=False)
     excluded = [settings.metrics_path, "/livez", "/readyz", "/v2/health/live", "/v2/health/ready"]
     return HttpMetrics(metrics.registry, LATENCY_BUCKETS, excluded)
+
+
+def _authorizer(settings: Settings, metrics: ServiceMetrics) -> Authorizer:
+    """The keys file is read here so that a bad one stops start-up: never serve open, or locked, by accident."""
+    try:
+        authorizer = Authorizer.from_file(
+            settings.api_keys_file, settings.api_keys_reload_s, AccessMetrics(metrics.registry)
+        )
+    except KeysFileError as exc:
+        log.critical("api_keys_file_invalid", error=str(exc))
+        raise StartupError(f"CATDOG_API_KEYS_FILE: {exc}") from None
+    log.info("access_control", keys_file=str(settings.api_keys_file or ""), keys_required=authorizer.keys_required)
+    return authorizer
 
 
 async def _load_models(data_plane: DataPlane) -> None:

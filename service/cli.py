@@ -63,6 +63,7 @@ def _serve(settings: Settings) -> int:
 
     from service.dataplane.runtime import resolve_providers
     from service.observability import configure_logging
+    from service.security.tls import RotatingContext, tls_files
 
     configure_logging(settings.log_level, settings.log_format)
     try:
@@ -84,6 +85,9 @@ def _serve(settings: Settings) -> int:
         "http": _http_protocol(),
         "h11_max_incomplete_event_size": settings.max_header_bytes,
     }
+    tls = tls_files(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+    if tls is not None:  # the certificate is re-read when its files change (service/security/tls.py)
+        options["ssl_context_factory"] = RotatingContext(tls, settings.tls_reload_s)
     if settings.workers > 1:
         # uvicorn's supervisor builds plain Servers in the workers: no drain delay, only its graceful timeout.
         uvicorn.run("service.app:create_app", **options)
