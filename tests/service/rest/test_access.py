@@ -57,7 +57,9 @@ def keyed(oip_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield service
 
 
-def call(svc: ServiceProcess, method: str, path: str, kwargs: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+def call(
+    svc: ServiceProcess, method: str, path: str, kwargs: dict[str, Any], headers: dict[str, str]
+) -> httpx.Response:
     options = dict(kwargs)
     if options.get("json") == "v2":
         options["json"] = v2_infer_body()
