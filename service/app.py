@@ -55,15 +55,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if grpc_server is not None:
             await grpc_server.start()  # same process and event loop: it shares the data plane
         loader = asyncio.create_task(_load_models(data_plane), name="load-models")
+        keys_watch = asyncio.create_task(authorizer.watch(), name="api-keys-watch")
         try:
             yield
         finally:
+            keys_watch.cancel()
             data_plane.lifecycle.begin_drain()
             if grpc_server is not None:
                 await grpc_server.stop()  # running calls finish within the drain budget
             loader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loader
+            for task in (loader, keys_watch):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await data_plane.close()
             log.info("stopped")
 

@@ -10,6 +10,7 @@ Open calls (probes, the page's own HTML and assets) never reach here: the doors 
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,15 @@ class Authorizer:
     @property
     def keys_required(self) -> bool:
         return self._keys is not None
+
+    async def watch(self) -> None:
+        """Look at the keys file once per interval even when no call comes, so a change (or a broken file, and
+        its error line and metric) shows at once; calls also look lazily, so this is for promptness only."""
+        if self._keys is None:
+            return
+        while True:
+            await asyncio.sleep(self._keys.interval_s)
+            self._keys.current()
 
     def check(self, credential: str | None, scope: Scope) -> Decision:
         if self._keys is None:
