@@ -76,7 +76,13 @@ def issue(ca: Authority, common: str, *, server: bool = True) -> Issued:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
+            # A server's certificate serves for client auth too (as the chart's cert-manager Certificate asks), so
+            # the pod's exec probe can present it under mutual TLS.
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                if server
+                else [ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
     )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,7 +72,8 @@ class TlsService:
     def publish(self, leaf: Issued) -> None:
         files = {"tls.crt": leaf.cert_pem, "tls.key": leaf.key_pem}
         if self.client_ca is not None:
-            files["ca.crt"] = self.client_ca.pem
+            # Clients' CA, and the server's own issuer (the chart's layout: the pod's certificate is a client's too).
+            files["ca.crt"] = self.client_ca.pem + self.ca.pem
         self.volume.publish(files)
 
     def grpc_credentials(self, client: Issued | None) -> grpc.ChannelCredentials:
@@ -176,3 +179,16 @@ def test_mutual_tls_needs_a_client_certificate_on_both_ports(mtls: TlsService, t
         assert no_key.value.code() == grpc.StatusCode.UNAUTHENTICATED  # a certificate is not a key
     answer = svc.client.get("/v1/models", headers=bearer(INFER))
     assert answer.status_code == 200
+
+
+@pytest.mark.parametrize("which", ["tls", "mtls"])
+def test_the_exec_probe_passes_over_tls_and_mutual_tls(which: str, request: pytest.FixtureRequest) -> None:
+    """`catdog probe` is what the chart runs where the kubelet's own probes cannot (gRPC with TLS, mutual TLS)."""
+    service: TlsService = request.getfixturevalue(which)
+    env = {**service.svc.env, "CATDOG_PORT": str(service.svc.port)}
+    for path, expected in (("/readyz", 0), ("/livez", 0), ("/v1/models", 1)):
+        run = subprocess.run(
+            [sys.executable, "-m", "service", "probe", path], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert run.returncode == expected, (path, run.stderr)
+    assert "401" in run.stderr
