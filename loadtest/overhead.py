@@ -7,6 +7,9 @@ minus the CPU time per image of the same decode + preprocess + ONNX Runtime run 
 is the serving path: HTTP, routing, multipart, thread hand-offs, metrics, logs, response. CPU time, not wall
 time, so that other work on a shared machine does not count.
 
+With --keys the same is measured with access control on as well (CATDOG_API_KEYS_FILE with three keys, every
+request carrying `Authorization: Bearer <key>`), alternating with the run without it.
+
 With --baseline-rev REV the same is measured for `catdog serve` of that git revision (a git worktree, the same
 venv), alternating with this tree's, --repeat times each.
 """
@@ -62,17 +65,22 @@ def limit_cpu_ms(cwd: Path, models: Path, model: str, image: Path, cpu: str, sec
     return float(out.strip().splitlines()[-1])
 
 
-def measure(cwd: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]:
+def measure(cwd: Path, models: Path, args: argparse.Namespace, keys: tuple[Path, str] | None = None) -> dict[str, Any]:
     env = {
         "CATDOG_MODEL_DIR": str(models),
         "CATDOG_LOG_LEVEL": "info",  # the access line is part of the serving path
         "CATDOG_INTRA_OP_THREADS": "1",
         "CATDOG_GRPC_PORT": str(_free_port()),
     }
+    headers = {}
+    if keys is not None:
+        env["CATDOG_API_KEYS_FILE"] = str(keys[0])
+        headers["Authorization"] = f"Bearer {keys[1]}"
     cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
     limit = limit_cpu_ms(cwd, models, args.model, args.image, args.server_cpu, args.seconds / 2)
     with server(cmd, env, args.server_cpu, cwd=cwd) as (url, proc, _):
-        reqs = [loadgen.multipart_request(url, f"/predict/{args.model}", args.image.read_bytes(), args.image.name)]
+        image = args.image.read_bytes()
+        reqs = [loadgen.multipart_request(url, f"/predict/{args.model}", image, args.image.name, headers)]
         asyncio.run(loadgen.closed_loop(url, reqs, args.concurrency, 1.0, warmup_s=0.5))
         cpu0 = process_cpu_s(proc.pid)
         run = asyncio.run(loadgen.closed_loop(url, reqs, args.concurrency, args.seconds, warmup_s=0.0))
@@ -84,6 +92,19 @@ def measure(cwd: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]
         "in_process_cpu_ms_per_image": round(limit, 3),
         "serving_path_cpu_ms": round(per_request - limit, 3),
     }
+
+
+def _keys_file(folder: Path) -> tuple[Path, str]:
+    """A keys file of three keys (the one used is matched against every entry, as always) and the key to send."""
+    from service.security.keys import Scope, new_key
+
+    made = [
+        new_key(name, [scope])
+        for name, scope in (("bench", Scope.INFER), ("ops", Scope.ADMIN), ("prom", Scope.METRICS))
+    ]
+    path = folder / "keys.json"
+    path.write_text(json.dumps({"keys": [entry for _, entry in made]}))
+    return path, made[0][0]
 
 
 def _free_port() -> int:
@@ -104,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-cpu", default="1")
     parser.add_argument("--client-cpus", default="0")
     parser.add_argument("--baseline-rev", default=None, help="also measure this git revision, alternately")
+    parser.add_argument("--keys", action="store_true", help="also measure this tree with API keys on, alternately")
     args = parser.parse_args(argv)
     args.image = args.image or make_images(Path(tempfile.gettempdir()) / "catdog-bench-images")["small"][0]
     os.sched_setaffinity(0, [int(c) for c in args.client_cpus.split(",")])
@@ -120,9 +142,12 @@ def main(argv: list[str] | None = None) -> int:
         trees = {"now": REPO_ROOT}
         if args.baseline_rev:
             trees[args.baseline_rev] = stack.enter_context(worktree(args.baseline_rev))
+        runs: list[tuple[str, Path, tuple[Path, str] | None]] = [(name, cwd, None) for name, cwd in trees.items()]
+        if args.keys:
+            runs.append(("now+keys", REPO_ROOT, _keys_file(Path(stack.enter_context(tempfile.TemporaryDirectory())))))
         for _ in range(args.repeat):
-            for name, cwd in trees.items():
-                row = measure(cwd, models, args)
+            for name, cwd, keys in runs:
+                row = measure(cwd, models, args, keys)
                 results.setdefault(name, []).append(row)
                 print(name, json.dumps(row), flush=True)
     for name, rows in results.items():
