@@ -149,3 +149,20 @@ def test_a_broken_keys_file_keeps_the_old_keys(rotating: tuple[ServiceProcess, S
     failures = svc.wait_for_log(lambda r: r.get("event") == "api_keys_reload_failed", count=3, timeout=30)
     assert len(failures) == 3
     assert old not in svc.output()
+
+
+@pytest.mark.parametrize("content", [b'{"keys": [', None], ids=["broken", "missing"])
+def test_a_bad_keys_file_at_start_stops_start_up(oip_repository: Path, tmp_path: Path, content: bytes | None) -> None:
+    """Never serve open (or locked) by accident: the process exits, the log says why, nothing listens."""
+    path = tmp_path / "keys.json"
+    if content is not None:
+        path.write_bytes(content)
+    svc = ServiceProcess({"CATDOG_MODEL_DIR": str(oip_repository), "CATDOG_API_KEYS_FILE": str(path)})
+    svc.start(wait=None)
+    assert svc.proc is not None
+    code = svc.proc.wait(120)
+    assert code != 0
+    assert svc.wait_for_log(lambda r: r.get("event") == "api_keys_file_invalid")
+    with pytest.raises(httpx.TransportError):
+        httpx.get(svc.base_url + "/livez", timeout=5)
+    svc.stop()
