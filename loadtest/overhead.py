@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,38 @@ def measure(cwd: Path, models: Path, args: argparse.Namespace, keys: tuple[Path,
     }
 
 
+def door_cost_us(keys: tuple[Path, str], calls: int = 100_000) -> dict[str, float]:
+    """The REST access door alone, in process on this core: CPU microseconds per call of AccessMiddleware in
+    front of an app that does nothing, keys off and keys on (a valid key among three), minus the bare call."""
+    from prometheus_client import CollectorRegistry
+
+    from service.rest.access import AccessMiddleware, PathScopes
+    from service.security.authorizer import AccessMetrics, Authorizer
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    head = [(b"host", b"x"), (b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"30000")]
+
+    async def per_call(handler: Any, headers: list[tuple[bytes, bytes]]) -> float:
+        scope = {"type": "http", "method": "POST", "path": "/predict/pretrained", "root_path": "", "headers": headers}
+        for _ in range(1000):
+            await handler(dict(scope, state={"access": {}}), None, None)
+        started = time.process_time()
+        for _ in range(calls):
+            await handler(dict(scope, state={"access": {}}), None, None)
+        return (time.process_time() - started) / calls * 1e6
+
+    def door(path: Path | None) -> Any:
+        authorizer = Authorizer.from_file(path, 2.0, AccessMetrics(CollectorRegistry()))
+        return AccessMiddleware(app, authorizer=authorizer, scopes=PathScopes("/metrics", "/docs"))
+
+    bare = asyncio.run(per_call(app, head))
+    off = asyncio.run(per_call(door(None), head))
+    on = asyncio.run(per_call(door(keys[0]), [*head, (b"authorization", f"Bearer {keys[1]}".encode())]))
+    return {"door_keys_off_us": round(off - bare, 2), "door_keys_on_us": round(on - bare, 2)}
+
+
 def _keys_file(folder: Path) -> tuple[Path, str]:
     """A keys file of three keys (the one used is matched against every entry, as always) and the key to send."""
     from service.security.keys import Scope, new_key
@@ -144,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             trees[args.baseline_rev] = stack.enter_context(worktree(args.baseline_rev))
         runs: list[tuple[str, Path, tuple[Path, str] | None]] = [(name, cwd, None) for name, cwd in trees.items()]
         if args.keys:
-            runs.append(("now+keys", REPO_ROOT, _keys_file(Path(stack.enter_context(tempfile.TemporaryDirectory())))))
+            made = _keys_file(Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            runs.append(("now+keys", REPO_ROOT, made))
+            os.sched_setaffinity(0, [int(args.server_cpu)])  # the door alone, on the server's core
+            print("door", json.dumps(door_cost_us(made)), flush=True)
+            os.sched_setaffinity(0, [int(c) for c in args.client_cpus.split(",")])
         for _ in range(args.repeat):
             for name, cwd, keys in runs:
                 row = measure(cwd, models, args, keys)
