@@ -2,8 +2,9 @@
 the method name and the call's metadata alone, before the request message is read.
 
 Scopes by method: open: `grpc.health.v1.Health/*` and the protocol's `ServerLive` / `ServerReady` (the kubelet
-and load balancers have no key); `admin`: `Repository*` (the model repository API); `infer`: every other method
-of the inference service (and anything unknown: never open by accident). The key travels as `authorization:
+and load balancers have no key); `admin`: what changes the server (`Repository*`, shared-memory register and
+unregister, `TraceSetting`, `LogSettings`); `infer`: every other method (server reflection and anything unknown
+too: never open by accident). The key travels as `authorization:
 Bearer <key>` metadata (what tritonclient's and KServe's `headers=` send) or `x-api-key: <key>`.
 
 A refusal is UNAUTHENTICATED (no key, unknown key) or PERMISSION_DENIED (the key lacks the scope). It is answered
@@ -32,10 +33,27 @@ Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"  # generic only in the ty
 current_key: ContextVar[str | None] = ContextVar("catdog_api_key_name", default=None)
 
 
+# Calls that change the server: the repository API, shared-memory registration, trace and log settings.
+ADMIN_METHODS = frozenset(
+    INFERENCE + name
+    for name in (
+        "RepositoryIndex",
+        "RepositoryModelLoad",
+        "RepositoryModelUnload",
+        "SystemSharedMemoryRegister",
+        "SystemSharedMemoryUnregister",
+        "CudaSharedMemoryRegister",
+        "CudaSharedMemoryUnregister",
+        "TraceSetting",
+        "LogSettings",
+    )
+)
+
+
 def method_scope(method: str) -> Scope | None:
     if method in OPEN_METHODS or method.startswith("/grpc.health.v1.Health/"):
         return None
-    if method.startswith(INFERENCE + "Repository"):
+    if method in ADMIN_METHODS or method.startswith(INFERENCE + "Repository"):
         return Scope.ADMIN
     return Scope.INFER
 

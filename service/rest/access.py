@@ -5,7 +5,8 @@ that asked `Expect: 100-continue` is told `Connection: close` and never sends it
 Which scope a path needs (everything not listed open needs `infer`, so a new route is never open by accident):
 - open: the probes (`/livez`, `/readyz`, `/v2/health/live`, `/v2/health/ready`), the page's HTML and assets (`/`,
   `/static/*`; the page's calls carry the key), Swagger UI and `/openapi.json` (descriptions, no data);
-- `metrics`: the metrics path; `admin`: the model repository API (`/v2/repository/...`);
+- `metrics`: the metrics path; `admin`: what changes the server (`/v2/repository/...`, `/v2/trace/...`,
+  `/v2/logging`, `/v2/*sharedmemory/.../register|unregister`);
 - `infer`: the rest: classify (`/predict/*`, `/v1/models/*/predict`, `/v2/models/*/infer`), model metadata
   (`/v1/models`, `/v2`, `/v2/models/...`), `/version`.
 
@@ -30,6 +31,9 @@ from service.security.keys import Scope as AccessScope
 TRANSPORT = "rest"
 PROBES = frozenset({"/livez", "/readyz", "/v2/health/live", "/v2/health/ready"})
 PAGE = frozenset({"/", "/openapi.json"})
+# What changes the server: Triton's repository API, trace and log settings (shared-memory register and unregister
+# by their last segment).
+ADMIN_PREFIXES = ("/v2/repository", "/v2/trace", "/v2/logging")
 
 
 class PathScopes:
@@ -46,7 +50,7 @@ class PathScopes:
             return None
         if path == self.metrics_path:
             return AccessScope.METRICS
-        if path == "/v2/repository" or path.startswith("/v2/repository/"):
+        if path.startswith(ADMIN_PREFIXES) or (path.endswith(("/register", "/unregister")) and path.startswith("/v2/")):
             return AccessScope.ADMIN
         return AccessScope.INFER
 
