@@ -19,7 +19,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 
-def multipart_request(url: str, path: str, image: bytes, filename: str = "image.jpg") -> bytes:
+def multipart_request(
+    url: str, path: str, image: bytes, filename: str = "image.jpg", headers: dict[str, str] | None = None
+) -> bytes:
     """One complete POST with the image as multipart field `file`, as browsers and `curl -F` send it."""
     host = urlsplit(url).netloc
     boundary = uuid.uuid4().hex
@@ -33,7 +35,9 @@ def multipart_request(url: str, path: str, image: bytes, filename: str = "image.
     )
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+        + "\r\n"
     ).encode()
     return head + body
 

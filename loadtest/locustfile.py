@@ -6,6 +6,8 @@ and the generic route, with weights, and check every answer's fields. Tags selec
         --csv artifacts/locust/run --html artifacts/locust/run.html
     python -m loadtest run --profile steady --host http://127.0.0.1:8000   # profiles + report
 
+With access control on, give the key in CATDOG_LOADTEST_API_KEY (sent as `Authorization: Bearer <key>`).
+
 FastHttpUser (geventhttpclient) costs several times less CPU per request than HttpUser, so one Locust
 process can load a small deployment without becoming the bottleneck.
 """
@@ -23,6 +25,7 @@ from locust import FastHttpUser, between, tag, task
 
 IMAGES_DIR = Path(os.environ.get("CATDOG_LOADTEST_IMAGES", Path(__file__).parent / "images"))
 MODELS = [m for m in os.environ.get("CATDOG_LOADTEST_MODELS", "pretrained,scratch").split(",") if m]
+API_KEY = os.environ.get("CATDOG_LOADTEST_API_KEY", "")  # a key with the infer scope, when the service needs one
 FIELDS = ("model", "model_version", "label", "confidence", "probabilities", "request_id")
 CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 
@@ -69,6 +72,8 @@ class CatdogUser(FastHttpUser):
         picks = random.sample(IMAGES, k=min(files, len(IMAGES)))
         body, content_type = multipart(picks)
         headers = {"Content-Type": content_type}
+        if API_KEY:
+            headers["Authorization"] = f"Bearer {API_KEY}"
         with self.client.post(
             path,
             data=body,  # type: ignore[arg-type]

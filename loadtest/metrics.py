@@ -5,6 +5,7 @@ were. Histograms are diffed bucket by bucket, so the numbers describe the run al
 from __future__ import annotations
 
 import math
+import os
 import urllib.request
 from dataclasses import dataclass, field
 
@@ -55,7 +56,11 @@ Snapshot = dict[tuple[str, str], Histogram]  # (metric key, model) -> histogram
 
 
 def scrape(base_url: str, timeout: float = 10.0) -> Snapshot:
-    with urllib.request.urlopen(base_url.rstrip("/") + "/metrics", timeout=timeout) as response:  # noqa: S310
+    """The server's histograms; with access control on, CATDOG_LOADTEST_METRICS_KEY is a key with the metrics scope."""
+    request = urllib.request.Request(base_url.rstrip("/") + "/metrics")  # noqa: S310
+    if key := os.environ.get("CATDOG_LOADTEST_METRICS_KEY"):
+        request.add_header("Authorization", f"Bearer {key}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
         return parse(response.read().decode())
 
 

@@ -7,6 +7,9 @@ minus the CPU time per image of the same decode + preprocess + ONNX Runtime run 
 is the serving path: HTTP, routing, multipart, thread hand-offs, metrics, logs, response. CPU time, not wall
 time, so that other work on a shared machine does not count.
 
+With --keys the same is measured with access control on as well (CATDOG_API_KEYS_FILE with three keys, every
+request carrying `Authorization: Bearer <key>`), alternating with the run without it.
+
 With --baseline-rev REV the same is measured for `catdog serve` of that git revision (a git worktree, the same
 venv), alternating with this tree's, --repeat times each. With --tracing this tree is also measured with
 CATDOG_TRACING on, sampling every request (1.0) and one in a hundred (0.01), exporting over OTLP/gRPC to a
@@ -23,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,7 +70,11 @@ def limit_cpu_ms(cwd: Path, models: Path, model: str, image: Path, cpu: str, sec
 
 
 def measure(
-    cwd: Path, models: Path, args: argparse.Namespace, extra_env: dict[str, str] | None = None
+    cwd: Path,
+    models: Path,
+    args: argparse.Namespace,
+    extra_env: dict[str, str] | None = None,
+    keys: tuple[Path, str] | None = None,
 ) -> dict[str, Any]:
     env = {
         **(extra_env or {}),
@@ -75,10 +83,15 @@ def measure(
         "CATDOG_INTRA_OP_THREADS": "1",
         "CATDOG_GRPC_PORT": str(_free_port()),
     }
+    headers = {}
+    if keys is not None:
+        env["CATDOG_API_KEYS_FILE"] = str(keys[0])
+        headers["Authorization"] = f"Bearer {keys[1]}"
     cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
     limit = limit_cpu_ms(cwd, models, args.model, args.image, args.server_cpu, args.seconds / 2)
     with server(cmd, env, args.server_cpu, cwd=cwd) as (url, proc, _):
-        reqs = [loadgen.multipart_request(url, f"/predict/{args.model}", args.image.read_bytes(), args.image.name)]
+        image = args.image.read_bytes()
+        reqs = [loadgen.multipart_request(url, f"/predict/{args.model}", image, args.image.name, headers)]
         asyncio.run(loadgen.closed_loop(url, reqs, args.concurrency, 1.0, warmup_s=0.5))
         cpu0 = process_cpu_s(proc.pid)
         run = asyncio.run(loadgen.closed_loop(url, reqs, args.concurrency, args.seconds, warmup_s=0.0))
@@ -105,6 +118,51 @@ def _receiver(cpus: str) -> Iterator[Any]:
         proc.wait(10)
 
 
+def door_cost_us(keys: tuple[Path, str], calls: int = 100_000) -> dict[str, float]:
+    """The REST access door alone, in process on this core: CPU microseconds per call of AccessMiddleware in
+    front of an app that does nothing, keys off and keys on (a valid key among three), minus the bare call."""
+    from prometheus_client import CollectorRegistry
+
+    from service.rest.access import AccessMiddleware, PathScopes
+    from service.security.authorizer import AccessMetrics, Authorizer
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    head = [(b"host", b"x"), (b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"30000")]
+
+    async def per_call(handler: Any, headers: list[tuple[bytes, bytes]]) -> float:
+        scope = {"type": "http", "method": "POST", "path": "/predict/pretrained", "root_path": "", "headers": headers}
+        for _ in range(1000):
+            await handler(dict(scope, state={"access": {}}), None, None)
+        started = time.process_time()
+        for _ in range(calls):
+            await handler(dict(scope, state={"access": {}}), None, None)
+        return (time.process_time() - started) / calls * 1e6
+
+    def door(path: Path | None) -> Any:
+        authorizer = Authorizer.from_file(path, 2.0, AccessMetrics(CollectorRegistry()))
+        return AccessMiddleware(app, authorizer=authorizer, scopes=PathScopes("/metrics", "/docs"))
+
+    bare = asyncio.run(per_call(app, head))
+    off = asyncio.run(per_call(door(None), head))
+    on = asyncio.run(per_call(door(keys[0]), [*head, (b"authorization", f"Bearer {keys[1]}".encode())]))
+    return {"door_keys_off_us": round(off - bare, 2), "door_keys_on_us": round(on - bare, 2)}
+
+
+def _keys_file(folder: Path) -> tuple[Path, str]:
+    """A keys file of three keys (the one used is matched against every entry, as always) and the key to send."""
+    from service.security.keys import Scope, new_key
+
+    made = [
+        new_key(name, [scope])
+        for name, scope in (("bench", Scope.INFER), ("ops", Scope.ADMIN), ("prom", Scope.METRICS))
+    ]
+    path = folder / "keys.json"
+    path.write_text(json.dumps({"keys": [entry for _, entry in made]}))
+    return path, made[0][0]
+
+
 def _free_port() -> int:
     import socket
 
@@ -124,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-cpus", default="0")
     parser.add_argument("--baseline-rev", default=None, help="also measure this git revision, alternately")
     parser.add_argument("--tracing", action="store_true", help="also this tree with tracing on at 1.0 and 0.01")
+    parser.add_argument("--keys", action="store_true", help="also measure this tree with API keys on, alternately")
     args = parser.parse_args(argv)
     args.image = args.image or make_images(Path(tempfile.gettempdir()) / "catdog-bench-images")["small"][0]
     os.sched_setaffinity(0, [int(c) for c in args.client_cpus.split(",")])
@@ -140,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         trees: dict[str, tuple[Path, dict[str, str]]] = {"now": (REPO_ROOT, {})}
         if args.baseline_rev:
             trees[args.baseline_rev] = (stack.enter_context(worktree(args.baseline_rev)), {})
+        runs: list[tuple[str, Path, dict[str, str], tuple[Path, str] | None]] = [
+            (name, cwd, env, None) for name, (cwd, env) in trees.items()
+        ]
         receiver = None
         if args.tracing:
             # The receiver runs in a process of its own on the client's cores (with its gRPC server in this
@@ -152,10 +214,16 @@ def main(argv: list[str] | None = None) -> int:
             }  # the SDK's own export schedule (OTEL_BSP_*), as in production
             for ratio in ("1.0", "0.01"):
                 sampler = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": ratio}
-                trees[f"tracing@{ratio}"] = (REPO_ROOT, {**exporting, **sampler})
+                runs.append((f"tracing@{ratio}", REPO_ROOT, {**exporting, **sampler}, None))
+        if args.keys:
+            made = _keys_file(Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            runs.append(("now+keys", REPO_ROOT, {}, made))
+            os.sched_setaffinity(0, [int(args.server_cpu)])  # the door alone, on the server's core
+            print("door", json.dumps(door_cost_us(made)), flush=True)
+            os.sched_setaffinity(0, [int(c) for c in args.client_cpus.split(",")])
         for _ in range(args.repeat):
-            for name, (cwd, extra_env) in trees.items():
-                row = measure(cwd, models, args, extra_env)
+            for name, cwd, extra_env, keys in runs:
+                row = measure(cwd, models, args, extra_env, keys)
                 results.setdefault(name, []).append(row)
                 print(name, json.dumps(row), flush=True)
         if receiver is not None:

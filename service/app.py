@@ -18,12 +18,15 @@ from service.dataplane.runtime import resolve_providers
 from service.errors import StartupError
 from service.grpc.server import GrpcServer
 from service.observability import LATENCY_BUCKETS, ServiceMetrics, configure_logging
+from service.rest.access import AccessMiddleware, PathScopes
 from service.rest.admission import AdmissionMiddleware
 from service.rest.errors import register_error_handlers
 from service.rest.middleware import HttpMetrics, RequestContextMiddleware
 from service.rest.observe import ObservationMiddleware
 from service.rest.routes import health, models, predict, ui, v2
 from service.rest.routes.docs import mount_docs
+from service.security.authorizer import AccessMetrics, Authorizer
+from service.security.keys import KeysFileError
 from service.settings import Settings
 from service.version import package_version
 
@@ -36,7 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     data_plane = DataPlane.from_settings(settings)
     observer = data_plane.observer  # tracing / payload logging; None when both are off
     repository, metrics = data_plane.repository, data_plane.metrics
-    grpc_server = GrpcServer(data_plane) if settings.grpc_enabled else None
+    authorizer = _authorizer(settings, metrics)  # one access check, handed to both transports
+    grpc_server = GrpcServer(data_plane, authorizer) if settings.grpc_enabled else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,15 +59,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if grpc_server is not None:
             await grpc_server.start()  # same process and event loop: it shares the data plane
         loader = asyncio.create_task(_load_models(data_plane), name="load-models")
+        keys_watch = asyncio.create_task(authorizer.watch(), name="api-keys-watch")
         try:
             yield
         finally:
+            keys_watch.cancel()
             data_plane.lifecycle.begin_drain()
             if grpc_server is not None:
                 await grpc_server.stop()  # running calls finish within the drain budget
             loader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loader
+            for task in (loader, keys_watch):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await data_plane.close()
             if observer is not None:
                 observer.close()  # spans and payload events still queued leave now (bounded waits)
@@ -89,6 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     http_metrics = _instrument(app, settings, metrics) if settings.metrics_enabled else None
     # In front of routing: a refusal costs no routing or dependencies.
     app.add_middleware(AdmissionMiddleware, data_plane=data_plane)
+    # In front of admission: a call without a valid key takes no permit and its body is never read.
+    docs_path = settings.docs_path if settings.docs_enabled else None
+    app.add_middleware(AccessMiddleware, authorizer=authorizer, scopes=PathScopes(settings.metrics_path, docs_path))
     if observer is not None:  # outside the door (its refusals are traced), inside the request id and access line
         app.add_middleware(ObservationMiddleware, observer=observer, excluded=_unobserved(settings))
     app.add_middleware(
@@ -114,6 +124,19 @@ def _instrument(app: FastAPI, settings: Settings, metrics: ServiceMetrics) -> Ht
 def _unobserved(settings: Settings) -> list[str]:
     """Probes and the metrics page: neither counted in the HTTP metrics nor traced."""
     return [settings.metrics_path, "/livez", "/readyz", "/v2/health/live", "/v2/health/ready"]
+
+
+def _authorizer(settings: Settings, metrics: ServiceMetrics) -> Authorizer:
+    """The keys file is read here so that a bad one stops start-up: never serve open, or locked, by accident."""
+    try:
+        authorizer = Authorizer.from_file(
+            settings.api_keys_file, settings.api_keys_reload_s, AccessMetrics(metrics.registry)
+        )
+    except KeysFileError as exc:
+        log.critical("api_keys_file_invalid", error=str(exc))
+        raise StartupError(f"CATDOG_API_KEYS_FILE: {exc}") from None
+    log.info("access_control", keys_file=str(settings.api_keys_file or ""), keys_required=authorizer.keys_required)
+    return authorizer
 
 
 async def _load_models(data_plane: DataPlane) -> None:

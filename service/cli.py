@@ -1,4 +1,4 @@
-"""`catdog serve | predict | models | convert`."""
+"""`catdog serve | predict | models | convert | keys new | probe`."""
 
 from __future__ import annotations
 
@@ -40,9 +40,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     sub.add_parser("convert", help="PyTorch -> ONNX pipeline (needs the `convert` extra)", add_help=False)
 
+    keys = sub.add_parser("keys", help="API keys (docs/operations.md, Access control and TLS)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser("new", help="print a new random key and its entry for CATDOG_API_KEYS_FILE")
+    new.add_argument("--name", required=True, help="shown in access lines instead of the key")
+    new.add_argument("--scope", action="append", choices=["infer", "admin", "metrics"], required=True)
+
+    probe = sub.add_parser("probe", help="GET a path of this pod's own HTTP port (exit 0 on 200): exec probes")
+    probe.add_argument("path", nargs="?", default="/readyz")
+    probe.add_argument("--timeout", type=float, default=2.0)
+
     args, rest = parser.parse_known_args(argv)
     if args.command == "convert":
         return _convert(rest)
+    if args.command == "keys":
+        return _new_key(args.name, args.scope)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     flags = ("host", "port", "grpc_port", "workers", "model_dir")
@@ -53,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     if args.command == "serve":
         return _serve(settings)
+    if args.command == "probe":
+        return _probe(settings, args.path, args.timeout)
     if args.command == "predict":
         return asyncio.run(_predict(settings, args.model, args.images, as_json=args.json))
     return _models(settings, as_json=args.json)
@@ -63,6 +77,7 @@ def _serve(settings: Settings) -> int:
 
     from service.dataplane.runtime import resolve_providers
     from service.observability import configure_logging
+    from service.security.tls import RotatingContext, tls_files
 
     configure_logging(settings.log_level, settings.log_format)
     try:
@@ -84,6 +99,9 @@ def _serve(settings: Settings) -> int:
         "http": _http_protocol(),
         "h11_max_incomplete_event_size": settings.max_header_bytes,
     }
+    tls = tls_files(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
+    if tls is not None:  # the certificate is re-read when its files change (service/security/tls.py)
+        options["ssl_context_factory"] = RotatingContext(tls, settings.tls_reload_s)
     if settings.workers > 1:
         # uvicorn's supervisor builds plain Servers in the workers: no drain delay, only its graceful timeout.
         uvicorn.run("service.app:create_app", **options)
@@ -99,6 +117,49 @@ def _serve(settings: Settings) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     return 0 if server.started else 3
+
+
+def _new_key(name: str, scopes: list[str]) -> int:
+    """The key goes to the client (shown once, never stored by the service); the entry goes into the keys file."""
+    from service.security.keys import KeysFileError, Scope, new_key
+
+    try:
+        key, entry = new_key(name, [Scope(s) for s in dict.fromkeys(scopes)])
+    except KeysFileError as exc:
+        print(f"catdog: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"key": key, "entry": entry}))
+    return 0
+
+
+def _probe(settings: Settings, path: str, timeout: float) -> int:
+    """What the kubelet's httpGet probe does, for where it cannot: over TLS the certificate is not checked (the
+    peer is this pod, on loopback); with mutual TLS the pod's own certificate is presented as the client's (the
+    chart issues it for client auth too, from the CA the server trusts for clients)."""
+    import http.client
+    import ssl
+
+    connection: http.client.HTTPConnection
+    if settings.tls_cert_file is None:
+        connection = http.client.HTTPConnection("127.0.0.1", settings.port, timeout=timeout)
+    else:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        if settings.tls_client_ca_file is not None and settings.tls_key_file is not None:
+            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+        connection = http.client.HTTPSConnection("127.0.0.1", settings.port, timeout=timeout, context=context)
+    try:
+        connection.request("GET", path)
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException) as exc:
+        print(f"catdog probe {path}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        connection.close()
+    if status != 200:
+        print(f"catdog probe {path}: {status}", file=sys.stderr)
+    return 0 if status == 200 else 1
 
 
 def _http_protocol() -> Any:

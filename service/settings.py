@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -126,3 +126,22 @@ class Settings(BaseSettings):
     payload_log_timeout_s: float = Field(2.0, gt=0, description="one POST to the sink")
     payload_log_retries: int = Field(2, ge=0, description="retries of a failed POST (connection error, 5xx, 429)")
     payload_log_source: str | None = Field(None, description="the events' ce-source; default urn:catdog:<hostname>")
+    # Access control and TLS (service/security/; docs/operations.md "Access control and TLS").
+    api_keys_file: Path | None = Field(
+        None,
+        description='API key digests and scopes, {"keys": [{"name", "sha256", "scopes"}]}; unset: inference and '
+        "metrics open, the management API refused; set: every call but the probes needs a key of its scope",
+    )
+    api_keys_reload_s: float = Field(2.0, gt=0, description="how often the keys file is checked for a change")
+    tls_cert_file: Path | None = Field(None, description="PEM certificate chain: TLS on the HTTP and gRPC ports")
+    tls_key_file: Path | None = Field(None, description="PEM private key of tls_cert_file")
+    tls_client_ca_file: Path | None = Field(None, description="PEM CA bundle: mutual TLS, clients need a certificate")
+    tls_reload_s: float = Field(2.0, gt=0, description="how often the TLS files are checked for a change")
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("CATDOG_TLS_CERT_FILE and CATDOG_TLS_KEY_FILE go together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("CATDOG_TLS_CLIENT_CA_FILE needs CATDOG_TLS_CERT_FILE and CATDOG_TLS_KEY_FILE")
+        return self

@@ -13,8 +13,9 @@ lifecycle and the metrics, and answers the questions every adapter asks, each ru
 
 Every adapter does five steps in this order: parse its wire format, admit (`model_for_work`, then `span`), read
 the body, classify, encode. Protocol-free: the data plane takes seconds and raises the taxonomy of
-service/errors.py; what an HTTP header or a gRPC status means is the adapters' business. Access control and
-tracing hook `model_for_work` and `span`, the seam both transports go through.
+service/errors.py; what an HTTP header or a gRPC status means is the adapters' business. Tracing hooks
+`model_for_work` and `span`, the seam both transports go through; access control (service/security/) is decided
+before any of this, at each transport's door, from the path or method and the key alone (the body unread).
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ with no usable model, and from the moment a drain begins (the service "" and "in
 alike); the service "liveness" is SERVING whenever the process answers, like /livez. So Kubernetes' native gRPC
 probes can replace the HTTP ones.
 
+Access control and TLS (service/security/): every call passes AccessInterceptor (service/grpc/access.py); with
+CATDOG_TLS_CERT_FILE the port serves TLS (mutual with CATDOG_TLS_CLIENT_CA_FILE), the certificate re-read when
+its files change.
+
 Drain: SIGTERM turns the lifecycle to DRAINING (service/server.py): new ModelInfer calls answer UNAVAILABLE at
 once while calls already running go on; at the lifespan's shutdown the server stops with what is left of
 `drain_timeout_s` as its grace period.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from typing import Any
 
@@ -31,8 +36,11 @@ from grpc_reflection.v1alpha import reflection
 
 from service.dataplane.dataplane import DataPlane
 from service.errors import StartupError
+from service.grpc.access import AccessInterceptor
 from service.grpc.pool import POOL
 from service.grpc.servicer import add_to_server
+from service.security.authorizer import Authorizer
+from service.security.tls import grpc_server_credentials, tls_files
 
 log = structlog.get_logger(__name__)
 
@@ -108,10 +116,11 @@ class _ReflectionPool:
 
 
 class GrpcServer:
-    def __init__(self, data_plane: DataPlane) -> None:
+    def __init__(self, data_plane: DataPlane, authorizer: Authorizer | None = None) -> None:
         self.data_plane = data_plane
         self.settings = data_plane.settings
         self.lifecycle = data_plane.lifecycle
+        self.authorizer = authorizer
         self.port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -120,11 +129,12 @@ class GrpcServer:
         """Bind and start; a port that cannot be bound stops start-up (StartupError)."""
         settings = self.settings
         server = grpc.aio.server(
+            interceptors=[AccessInterceptor(self.authorizer)] if self.authorizer is not None else None,
             options=[
                 ("grpc.max_receive_message_length", settings.max_upload_bytes + _MESSAGE_OVERHEAD),
                 ("grpc.max_send_message_length", 16 * 1024 * 1024),
                 ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
-            ]
+            ],
         )
         add_to_server(self.data_plane, server)
         health = ReadinessHealth(self.data_plane)
@@ -133,16 +143,22 @@ class GrpcServer:
             enable_reflection(server)
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         address = f"{host}:{settings.grpc_port}"
+        tls = tls_files(settings.tls_cert_file, settings.tls_key_file, settings.tls_client_ca_file)
         try:
-            port = server.add_insecure_port(address)
-        except RuntimeError as exc:
+            if tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, grpc_server_credentials(tls, settings.tls_reload_s))
+        except (RuntimeError, OSError, ssl.SSLError) as exc:
             raise StartupError(f"cannot listen for gRPC on {address}: {exc}") from None
         if not port:
             raise StartupError(f"cannot listen for gRPC on {address}")
         await server.start()
         self._server, self.port = server, port
         self._poller = asyncio.create_task(health.poll(), name="grpc-health")
-        log.info("grpc_listening", address=f"{host}:{port}")
+        log.info(
+            "grpc_listening", address=f"{host}:{port}", tls=tls is not None, mutual_tls=bool(tls and tls.client_ca)
+        )
 
     async def stop(self) -> None:
         """Stop accepting calls; running calls get what is left of the drain budget."""

@@ -18,6 +18,7 @@ from service.dataplane.dataplane import DataPlane
 from service.errors import CatdogError, MalformedRequest, NotServed
 from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
+from service.grpc.access import current_key
 from service.grpc.errors import abort, grpc_code
 from service.observation import Observation
 from service.oip.protocol import OpenInference
@@ -54,6 +55,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         rid = request_id(metadata.get("x-request-id"), offered_id)
         await context.send_initial_metadata((("x-request-id", rid),))
         fields: dict[str, Any] = {"model": model} if model else {}
+        if key := current_key.get():  # the API key's name (service/grpc/access.py), never the key
+            fields["key"] = key
         status = grpc.StatusCode.OK
         observation = self._observe(method, context, rid, fields)
         fault = False

@@ -23,6 +23,8 @@
   let previewUrl = null;
 
   const MESSAGES = {
+    401: "This service needs a valid API key.",
+    403: "This API key may not classify images.",
     400: "That file is not an image the models can read.",
     404: "That model is not served here.",
     413: "That image is too large.",
@@ -58,10 +60,80 @@
     alertLine.hidden = !text;
   }
 
+  // ---- API key: asked for when the service answers 401, kept for this tab only (sessionStorage) -----------
+
+  const KEY_STORE = "catdog.apiKey";
+  const keyForm = $("key-form");
+  const keyInput = $("api-key");
+  const keyError = $("key-error");
+
+  function storedKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORE) || "";
+    } catch (err) {
+      return ""; // storage disabled: the key is asked for again on each page load
+    }
+  }
+
+  let apiKey = storedKey();
+
+  function headers(extra) {
+    const h = Object.assign({ Accept: "application/json" }, extra || {});
+    if (apiKey) h.Authorization = "Bearer " + apiKey;
+    return h;
+  }
+
+  function askForKey(message) {
+    if (message !== undefined) {
+      // undefined: keep what is shown (the page's calls run side by side and the first refusal says why)
+      keyError.textContent = message;
+      keyError.hidden = !message;
+    }
+    keyForm.hidden = false;
+    keyInput.focus();
+  }
+
+  class KeyNeeded extends Error {}
+
+  function refusedKey(response) {
+    if (response.status !== 401 && response.status !== 403) return false;
+    if (response.status === 401) {
+      const hadKey = Boolean(apiKey);
+      apiKey = "";
+      try {
+        sessionStorage.removeItem(KEY_STORE);
+      } catch (err) {
+        // nothing stored
+      }
+      askForKey(hadKey ? "That API key was not accepted. Check it and try again." : undefined);
+    } else {
+      askForKey("This API key may not use this page (it lacks the infer scope).");
+    }
+    return true;
+  }
+
+  keyForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = keyInput.value.trim();
+    if (!value) return;
+    apiKey = value;
+    try {
+      sessionStorage.setItem(KEY_STORE, value);
+    } catch (err) {
+      // kept in memory for this page only
+    }
+    keyInput.value = "";
+    keyForm.hidden = true;
+    keyError.hidden = true;
+    loadModels();
+    loadVersion();
+  });
+
   // ---- models -------------------------------------------------------------------------------------------
 
   async function getJson(url) {
-    const response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+    const response = await fetch(url, { headers: headers(), cache: "no-store" });
+    if (refusedKey(response)) throw new KeyNeeded(url + " answered " + response.status);
     if (!response.ok) throw new Error(url + " answered " + response.status);
     return response.json();
   }
@@ -125,8 +197,12 @@
       if (models.some((m) => m.status === "loading")) pollTimer = setTimeout(loadModels, 2000);
     } catch (err) {
       const loading = $("models-loading");
-      if (loading) loading.textContent = "Could not load the list of models. Is the service running?";
       clearTimeout(pollTimer);
+      if (err instanceof KeyNeeded) {
+        if (loading) loading.textContent = "Enter an API key above to see the models.";
+        return; // asked again once a key is given
+      }
+      if (loading) loading.textContent = "Could not load the list of models. Is the service running?";
       pollTimer = setTimeout(loadModels, 5000);
     }
   }
@@ -238,10 +314,11 @@
       const response = await fetch("v1/models/" + encodeURIComponent(entry.model.name) + "/predict", {
         method: "POST",
         body: form,
-        headers: { Accept: "application/json" },
+        headers: headers(),
       });
       const ms = performance.now() - started;
       if (gen !== generation) return null;
+      refusedKey(response);
       if (!response.ok) {
         const err = await errorMessage(response);
         if (gen !== generation) return null;

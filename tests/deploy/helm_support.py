@@ -27,13 +27,14 @@ OLDEST_KUBE = "1.25.0"
 NEWEST_KUBE = max(set(kv_utils.all_versions()), key=lambda v: tuple(int(p) for p in v.split(".")))
 KUBE_VERSIONS = (OLDEST_KUBE, "1.29.0", "1.30.0", NEWEST_KUBE)
 
-# Kinds from CRDs that kubernetes-validate has no schema for: prometheus-operator's, and KEDA's (checked against
-# their own CRDs in tests/deploy/test_helm_keda.py).
+# Kinds from CRDs that kubernetes-validate has no schema for: prometheus-operator's, KEDA's (checked against
+# their own CRDs in tests/deploy/test_helm_keda.py) and cert-manager's.
 CRD_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
     ("http.keda.sh/v1alpha1", "HTTPScaledObject"),
+    ("cert-manager.io/v1", "Certificate"),
 }
 
 EVERYTHING: dict[str, Any] = {

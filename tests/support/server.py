@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -30,9 +31,12 @@ def free_port() -> int:
 class ServiceProcess:
     """`catdog serve` in a child process; its stdout (JSON log lines) is kept in a file for assertions."""
 
-    def __init__(self, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str] | None = None, args: list[str] | None = None, *, https: ssl.SSLContext | None = None
+    ) -> None:
+        """`https`: the client context to talk TLS with (the service then needs CATDOG_TLS_* in `env`)."""
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{'https' if https else 'http'}://127.0.0.1:{self.port}"
         # A gRPC port of its own too (the default 8001 would clash between services running side by side).
         self.env = {**os.environ, "CATDOG_LOG_FORMAT": "json", "CATDOG_GRPC_PORT": str(free_port()), **(env or {})}
         self.grpc_port = int(self.env["CATDOG_GRPC_PORT"])
@@ -40,7 +44,7 @@ class ServiceProcess:
         self.args = args or []
         self._log = tempfile.NamedTemporaryFile(prefix="catdog-", suffix=".log", delete=False)  # noqa: SIM115
         self.proc: subprocess.Popen[bytes] | None = None
-        self.client = httpx.Client(base_url=self.base_url, timeout=30.0)
+        self.client = httpx.Client(base_url=self.base_url, timeout=30.0, verify=https or True)
 
     def start(self, *, wait: str | None = "ready", timeout: float = 60.0) -> ServiceProcess:
         """Start and wait until `/livez` (wait="live") or `/readyz` (wait="ready") answers 200."""

@@ -156,3 +156,36 @@ release scales to zero, else the release's own Service. */}}
 {{- include "catdog.fullname" . }}
 {{- end }}
 {{- end }}
+
+{{/*
+The TLS Secret's name: tls.secretName, else <fullname>-tls (what the chart's cert-manager Certificate writes).
+*/}}
+{{- define "catdog.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "catdog.fullname" .)) .Values.tls.secretName }}
+{{- end }}
+
+{{/*
+One probe's handler. Plain text: httpGet (or the native gRPC probe with grpc.probes). TLS: httpGet over HTTPS
+(the kubelet does not verify the certificate; its gRPC probe has no TLS at all). Mutual TLS: exec `catdog probe`,
+which presents the pod's own certificate (the kubelet cannot present one). Arguments: (list $ path grpcService).
+*/}}
+{{- define "catdog.probeHandler" -}}
+{{- $ := index . 0 }}
+{{- $path := index . 1 }}
+{{- $grpcService := index . 2 }}
+{{- if and $.Values.tls.enabled $.Values.tls.clientAuth }}
+exec:
+  command: ["catdog", "probe", {{ $path | quote }}]
+{{- else if and $.Values.grpc.enabled $.Values.grpc.probes }}
+grpc:
+  port: {{ $.Values.grpc.containerPort }}
+  service: {{ $grpcService | quote }}
+{{- else }}
+httpGet:
+  path: {{ $path }}
+  port: http
+  {{- if $.Values.tls.enabled }}
+  scheme: HTTPS
+  {{- end }}
+{{- end }}
+{{- end }}
