@@ -21,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 
 from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
+from service.grpc.access import ADMIN_METHODS, INFERENCE
 from service.grpc.servicer import UNSERVED
 from tests.support import perf_analyzer
 from tests.support.oip import LABELS, write_oip_repository
@@ -255,17 +256,23 @@ def test_health_metadata_calls(svc: ServiceProcess, kind: str) -> None:
 
 @pytest.mark.parametrize("kind", CLIENTS)
 def test_unserved_calls_are_readable_errors(svc: ServiceProcess, kind: str) -> None:
-    """Model control (simple_*_model_control.py) and shared memory: an InferenceServerException with a message."""
+    """Model control (simple_*_model_control.py) and shared memory: an InferenceServerException with a message.
+    Loading a model changes the server: without a keys file it is refused (403) before anything else is asked."""
     client = client_for(svc, kind)
-    for call in (lambda: client.load_model(MODEL), lambda: client.get_system_shared_memory_status()):
+    expected = {
+        "load": ("StatusCode.PERMISSION_DENIED", ("403",), "API key file"),
+        "shm": ("StatusCode.UNIMPLEMENTED", ("404", "405"), "catdog does not serve"),
+    }
+    for name, call in (("load", lambda: client.load_model(MODEL)), ("shm", client.get_system_shared_memory_status)):
+        grpc_status, http_statuses, words = expected[name]
         with pytest.raises(InferenceServerException) as raised:
             call()
         assert raised.value.message(), raised.value
         if kind == "grpc":
-            assert raised.value.status() == "StatusCode.UNIMPLEMENTED"
-            assert "catdog does not serve" in raised.value.message()
+            assert raised.value.status() == grpc_status, name
+            assert words in raised.value.message(), name
         else:
-            assert raised.value.status() in ("404", "405")
+            assert raised.value.status() in http_statuses, name
     client.close()
 
 
@@ -273,7 +280,7 @@ def test_unserved_calls_are_readable_errors(svc: ServiceProcess, kind: str) -> N
     ("method", "path", "status"),
     [
         ("GET", "/v2/nowhere", 404),
-        ("POST", "/v2/repository/models/pretrained/load", 404),
+        ("POST", "/v2/repository/models/pretrained/load", 403),  # admin, and no keys file
         ("DELETE", "/v2/models/pretrained", 405),
         ("GET", "/v2/models/pretrained/infer", 405),
         ("GET", "/v2/models/nope/config", 404),
@@ -303,6 +310,10 @@ def test_unserved_grpc_calls_say_why(svc: ServiceProcess) -> None:
             request = getattr(pb, f"{method}Request")()
             with pytest.raises(grpc.RpcError) as raised:
                 getattr(stub, method)(request)
+        if INFERENCE + method in ADMIN_METHODS:  # changes the server: refused without a keys file, before all else
+            assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED, method
+            assert "API key file" in raised.value.details(), method
+            continue
         assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED, method
         assert re.match(rf"catdog does not serve /inference.GRPCInferenceService/{method}: \w", raised.value.details())
 
