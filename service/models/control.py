@@ -59,6 +59,8 @@ class ModelControl:
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
         self._providers: list[str] | None = None
+        self.only: set[str] | None = None
+        """Only these models exist (the CLI's `predict --model`)."""
 
     # Life.
     async def start(self) -> None:
@@ -125,12 +127,14 @@ class ModelControl:
         async with self._lock:
             result = await asyncio.to_thread(self.source.sync)
             self.offline = result.offline
-            layout = await asyncio.to_thread(scan, result.root)
+            layout = await asyncio.to_thread(scan, result.root, self.only)
             if result.offline and not layout and self.layout:
                 layout = self.layout  # the cache is gone too: keep what serves
             self.layout = layout
             for name in layout:
                 self.registry.known(name)
+                if self.mode == "explicit" and name not in self.managed and not self.registry.serving(name):
+                    self.registry.note(name, "", State.UNAVAILABLE, "not loaded")
             if adopt and self.mode != "explicit":
                 self.managed = set(layout)
             elif adopt and names is None:
@@ -204,6 +208,7 @@ class ModelControl:
             self._failures[(name, version)] = _Failure(folder.fingerprint, attempts, now + backoff)
             self.metrics.model_loads.labels(name, version, f"failed_{exc.phase}").inc()
             reason = exc.reason if current is None else f"reload failed, the earlier files serve: {exc.reason}"
+            log.error("model_failed", model=name, version=version, phase=exc.phase, reason=exc.reason)
             if current is None:
                 self.registry.note(name, version, State.UNAVAILABLE, reason)
             else:
@@ -214,15 +219,15 @@ class ModelControl:
             seconds = result.download_s.get(name) if phase == "download" else loaded.seconds.get(phase)
             if seconds is not None:
                 self.metrics.model_load_seconds.labels(name, phase).observe(seconds)
-        self.registry.publish(loaded.model, version, folder.fingerprint)
+        self.registry.publish(name, version, folder.fingerprint, loaded)
         self.metrics.model_loads.labels(name, version, "loaded").inc()
         log.info(
-            "model_version_ready",
+            "model_ready",
             model=name,
             version=version,
-            provider=loaded.model.provider,
-            sha256=loaded.model.sha256,
-            precision=loaded.model.precision,
+            provider=loaded.runtime.provider,
+            sha256=loaded.sha256,
+            precision=loaded.precision,
             seconds={k: round(v, 4) for k, v in loaded.seconds.items()},
         )
 

@@ -15,7 +15,6 @@ import structlog
 from pydantic import ValidationError
 
 from service.dataplane.card import ModelCard, Precision
-from service.dataplane.repository import ServedModel
 from service.dataplane.runtime import OnnxModel
 from service.errors import StartupError
 from service.models.layout import VersionFolder
@@ -37,8 +36,12 @@ class LoadFailed(Exception):
 
 @dataclass(slots=True)
 class LoadedVersion:
-    model: ServedModel
     """Loaded and warmed up; its batcher is made by the registry, on the event loop."""
+
+    card: ModelCard
+    precision: Precision
+    sha256: str
+    runtime: OnnxModel = field(repr=False)
     seconds: dict[Phase, float] = field(default_factory=dict)
 
 
@@ -78,8 +81,7 @@ def load_version(name: str, version: VersionFolder, settings: Settings, provider
         raise  # the provider the operator asked for is missing: not one model's problem
     except Exception as exc:
         raise LoadFailed(phase, describe(exc)) from exc
-    model = ServedModel(name, version.folder, "ready", None, card, sha256, precision, runtime)
-    return LoadedVersion(model, seconds)
+    return LoadedVersion(card, precision, sha256, runtime, seconds)
 
 
 def _verify(name: str, version: VersionFolder, settings: Settings) -> tuple[ModelCard, Precision, Path, str]:

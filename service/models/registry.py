@@ -19,13 +19,18 @@ from dataclasses import dataclass, field
 import structlog
 
 from service.dataplane.batching import MicroBatcher
-from service.dataplane.repository import ServedModel
+from service.dataplane.repository import ReadyModel
 from service.errors import ModelNotFound, NotReady
+from service.models.loader import LoadedVersion
 from service.models.versions import version_key
 from service.observability import ServiceMetrics
 from service.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+QUIET_REASONS = ("not loaded", "unloaded")
+"""UNAVAILABLE because nobody asked for it: no warning."""
 
 
 class State(enum.StrEnum):
@@ -42,7 +47,7 @@ class ServedVersion:
     name: str
     version: str
     fingerprint: str
-    model: ServedModel
+    model: ReadyModel
     state: State = State.READY
     refs: int = 0
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -128,21 +133,20 @@ class VersionRegistry:
     def clear(self, name: str, version: str) -> None:
         self._notes.pop((name, version), None)
 
-    def publish(self, model: ServedModel, version: str, fingerprint: str) -> ServedVersion:
+    def publish(self, name: str, version: str, fingerprint: str, loaded: LoadedVersion) -> ServedVersion:
         """Start the loaded version's batcher and put it in its model's table with one assignment; an older
         instance of the same version (its files changed) is retired once this one serves."""
-        assert model.runtime is not None, "a loaded version has its session"
-        model.batcher = MicroBatcher(
-            model.name,
-            model.runtime.run,
+        batcher = MicroBatcher(
+            name,
+            loaded.runtime.run,
             max_batch_size=self.settings.batch_max_size,
             max_wait_s=self.settings.batch_max_wait_ms / 1000,
             queue_max=self.settings.queue_max,
-            observer=self.metrics.for_model(model.name),
+            observer=self.metrics.for_model(name),
         )
-        model.batcher.start()
-        served = ServedVersion(model.name, version, fingerprint, model)
-        name = model.name
+        batcher.start()
+        model = ReadyModel(name, loaded.card, loaded.runtime, batcher, loaded.precision, loaded.sha256)
+        served = ServedVersion(name, version, fingerprint, model)
         table = self._tables.get(name)
         versions = {**(table.versions if table else {}), version: served}
         previous = table.versions.get(version) if table else None
@@ -151,9 +155,8 @@ class VersionRegistry:
         self._notes.pop((name, version), None)
         self._log_state(IndexEntry(name, version, State.READY))
         self._observe(name)
-        self.metrics.model_info.labels(
-            name, version, model.sha256 or "", model.provider or "", model.precision or ""
-        ).set(1)
+        self.metrics.model_unloads.labels(name, version)  # exported at 0 from the start, for rates and dashboards
+        self.metrics.model_info.labels(name, version, model.sha256, model.provider, model.precision).set(1)
         if previous is not None:
             self._retire(previous, "replaced by changed files")
         return served
@@ -237,16 +240,12 @@ class VersionRegistry:
     async def _close(self, served: ServedVersion) -> None:
         model = served.model
         started = time.perf_counter()
-        if model.batcher is not None:
-            await model.batcher.stop()
-        model.batcher, model.runtime = None, None  # the session's memory goes with its last reference
+        await model.batcher.stop()  # its thread ends; the session's memory goes with the last reference to it
         served.state = State.UNAVAILABLE
         served.closed.set()
         self.metrics.model_unloads.labels(served.name, served.version).inc()
         with contextlib.suppress(KeyError):
-            self.metrics.model_info.remove(
-                served.name, served.version, model.sha256 or "", model.provider or "", model.precision or ""
-            )
+            self.metrics.model_info.remove(served.name, served.version, model.sha256, model.provider, model.precision)
         key = (served.name, served.version)
         note = self._notes.get(key)
         if note is not None and note.state is State.UNLOADING and key not in self._serving_keys():
@@ -267,7 +266,8 @@ class VersionRegistry:
 
     @staticmethod
     def _log_state(entry: IndexEntry) -> None:
-        level = log.warning if entry.state is State.UNAVAILABLE else log.info
+        failed = entry.state is State.UNAVAILABLE and entry.reason not in QUIET_REASONS
+        level = log.warning if failed else log.info
         level(
             "model_version_state",
             model=entry.name,
