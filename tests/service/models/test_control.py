@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.errors import ModelControlRefused, ModelLoadFailed, ModelNotFound, NotReady
+from service.errors import Draining, ModelControlRefused, ModelLoadFailed, ModelNotFound, NotReady
 from service.models.control import ModelControl
 from service.models.registry import State, VersionRegistry
 from service.models.sources import LocalSource
@@ -61,16 +61,15 @@ def test_poll_swaps_versions_and_retires_the_old_one_after_its_last_request(tmp_
         assert list(registry.serving("m")) == ["2"]
         assert held.state is State.UNLOADING and states(registry, "m")["1"][0] is State.UNLOADING
         # The request that holds version 1 still gets its answer from version 1.
-        assert held.model.batcher is not None
         row = await held.model.batcher.submit(RED)
         assert int(np.argmax(row)) == 0
         with registry.lease("m") as new:
             assert new.version == "2"
-            assert new.model.batcher is not None
             assert int(np.argmax(await new.model.batcher.submit(RED))) == 1
         registry.release(held)
         assert await registry.drained(held, 10)
-        assert held.model.runtime is None and held.model.batcher is None
+        with pytest.raises(Draining):  # closed: its batcher takes no more work
+            await held.model.batcher.submit(RED)
         assert states(registry, "m")["1"] == (State.UNAVAILABLE, "not in the version policy")
         assert sample(metrics, "catdog_model_unloads_total", model="m", version="1") == 1
         assert sample(metrics, "catdog_model_loads_total", model="m", version="2", outcome="loaded") == 1
