@@ -15,6 +15,7 @@ import structlog
 from pydantic import ValidationError
 
 from service.dataplane.card import ModelCard, Precision
+from service.dataplane.imaging import ImageLimits, warm_up_decoders
 from service.dataplane.runtime import OnnxModel
 from service.errors import StartupError
 from service.models.layout import VersionFolder
@@ -111,7 +112,8 @@ def _verify(name: str, version: VersionFolder, settings: Settings) -> tuple[Mode
 
 def warm_up(runtime: OnnxModel, card: ModelCard, settings: Settings) -> None:
     """Run blank batches through the graph: first-run allocations happen now, and a graph whose output does not
-    fit the card fails here rather than on a client's request."""
+    fit the card fails here rather than on a client's request. Then the decoders, so the first request does not
+    load a codec either."""
     shape = (3, card.input.height, card.input.width)
     sizes = sorted({1, settings.batch_max_size})
     for _ in range(settings.warmup_runs):
@@ -119,3 +121,5 @@ def warm_up(runtime: OnnxModel, card: ModelCard, settings: Settings) -> None:
             out = runtime.run(np.zeros((size, *shape), dtype=np.float32))
             if out.shape != (size, len(card.labels)):
                 raise ValueError(f"output shape {out.shape} does not match {len(card.labels)} labels in model.json")
+    limits = ImageLimits(settings.max_upload_bytes, settings.max_image_pixels, settings.max_frames)
+    warm_up_decoders(card.preprocessing, card.input, limits)
