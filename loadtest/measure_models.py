@@ -71,6 +71,15 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def _wait_closed(client: httpx.Client, timeout_s: float = 60.0) -> None:
+    """Until no version is UNLOADING: the one swapped out has closed (it closes after the load call answers)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(e["state"] != "UNLOADING" for e in client.post("/v2/repository/index").json()):
+            return
+        time.sleep(0.05)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
@@ -163,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.move(work / "v2-parked", work / "repo" / args.model / "2")
         assert client.post(f"/v2/repository/models/{args.model}/load").status_code == 200
+        _wait_closed(client)
         rss.append(_rss_mib(svc.proc.pid))
     time.sleep(1.0)
     rss.append(_rss_mib(svc.proc.pid))

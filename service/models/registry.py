@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import enum
+import gc
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +33,15 @@ log = structlog.get_logger(__name__)
 
 QUIET_REASONS = ("not loaded", "unloaded")
 """UNAVAILABLE because nobody asked for it: no warning."""
+
+
+def release_memory() -> None:
+    """Give a closed session's memory back to the system: collect what only cycles still hold, then ask glibc to
+    return its free heap pages (freed ONNX Runtime weights otherwise stay in the process's arenas: measured +85 MiB
+    RSS after 20 swaps of an 18 MB model without this). A no-op where there is no glibc."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class State(enum.StrEnum):
@@ -242,6 +253,7 @@ class VersionRegistry:
         started = time.perf_counter()
         await model.batcher.stop()  # its thread ends; the session's memory goes with the last reference to it
         served.state = State.UNAVAILABLE
+        await asyncio.to_thread(release_memory)
         served.closed.set()
         self.metrics.model_unloads.labels(served.name, served.version).inc()
         with contextlib.suppress(KeyError):
