@@ -141,3 +141,29 @@ def test_without_a_token_file_the_api_is_off_and_outside_explicit_mode_load_is_r
             refused = svc.client.post(f"/v2/repository/models/m/{action}", headers=ADMIN)
             assert refused.status_code == 400 and "explicit" in refused.json()["error"]
         assert predict(svc, "/v1/models/m/predict")[1]["model_version"] == "1"
+
+
+def test_the_repository_api_over_grpc(explicit: tuple[ServiceProcess, Path]) -> None:
+    """Triton's RepositoryIndex / RepositoryModelLoad / RepositoryModelUnload, the token in `authorization`."""
+    svc, repo = explicit
+    token = (("authorization", f"Bearer {TOKEN}"),)
+    with grpc.insecure_channel(svc.grpc_target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
+        index = stub.RepositoryIndex(pb.RepositoryIndexRequest(), metadata=token, timeout=30)
+        assert {(m.name, m.version, m.state) for m in index.models} == {
+            ("m", "1", "READY"),
+            ("idle", "", "UNAVAILABLE"),
+        }
+        ready = stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=True), metadata=token, timeout=30)
+        assert [(m.name, m.state) for m in ready.models] == [("m", "READY")]
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=30)
+        assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        write_version_dir(repo, "m", "2")
+        stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="m"), metadata=token, timeout=60)
+        assert predict(svc, "/v1/models/m/predict")[1]["model_version"] == "2"
+        with pytest.raises(grpc.RpcError) as missing:
+            stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="nope"), metadata=token, timeout=60)
+        assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+        stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="m"), metadata=token, timeout=60)
+        assert predict(svc, "/v1/models/m/predict")[0] == 503
