@@ -10,6 +10,7 @@ out. Not run in CI."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ import httpx
 from loadtest.swaps import SwapLoad, failures, moves, p99_ms
 
 BUCKET = "ml-models"
+KEY = "catdog_measure-admin-key"
+HEADERS = {"Authorization": f"Bearer {KEY}"}  # an API key with the admin, infer and metrics scopes
 PREFIX = "catdog"
 
 
@@ -39,7 +42,7 @@ def _stage(src: Path, dst: Path, version: str) -> None:
 
 def _metric(base_url: str, name: str, **labels: str) -> float | None:
     selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in httpx.get(f"{base_url}/metrics").text.splitlines():
+    for line in httpx.get(f"{base_url}/metrics", headers=HEADERS).text.splitlines():
         if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     del selector
@@ -98,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     staged_v2 = work / "v2"
     _stage(args.model_dir / args.model, staged_v2, "2")
     image = encode(solid(RED, (640, 480)), "JPEG")
-    (work / "token").write_text("measure")
-    admin = {"Authorization": "Bearer measure"}
+    entry = {"name": "ops", "sha256": hashlib.sha256(KEY.encode()).hexdigest(), "scopes": ["admin", "infer", "metrics"]}
+    (work / "keys.json").write_text(json.dumps({"keys": [entry]}))
+    admin = HEADERS
     report: dict[str, Any] = {"model": args.model, "onnx_bytes": sum(p.stat().st_size for p in local.rglob("*"))}
     with s3_server() as s3:
         s3.client().create_bucket(Bucket=BUCKET)
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             "CATDOG_MODEL_CACHE_DIR": str(work / "cache"),
             "CATDOG_MODEL_CONTROL": "poll",
             "CATDOG_MODEL_POLL_S": "1",
-            "CATDOG_ADMIN_TOKEN_FILE": str(work / "token"),
+            "CATDOG_API_KEYS_FILE": str(work / "keys.json"),
             "CATDOG_LOG_LEVEL": "warning",
         }
         # 1. Cold from S3 (empty cache), then warm from the cache (the same objects: nothing fetched).
@@ -118,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         report["cold_start_to_ready_s"] = round(seconds, 3)
         report["cold_load_phases_s"] = _phases(svc.base_url, args.model)
         # 2. p99 during a swap against before it, under steady load on /v1, /v2 REST and gRPC.
-        load = SwapLoad(svc.base_url, svc.grpc_target, args.model, image, workers_per_protocol=args.workers).start()
+        load = SwapLoad(
+            svc.base_url, svc.grpc_target, args.model, image, workers_per_protocol=args.workers, headers=HEADERS
+        ).start()
         time.sleep(args.seconds)
         swap_at = time.perf_counter()
         s3.upload_tree(BUCKET, f"{PREFIX}/{args.model}/2", staged_v2 / "2")
@@ -157,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "CATDOG_MODEL_DIR": str(work / "repo"),
         "CATDOG_MODEL_CONTROL": "explicit",
         "CATDOG_MODEL_LOAD": args.model,
-        "CATDOG_ADMIN_TOKEN_FILE": str(work / "token"),
+        "CATDOG_API_KEYS_FILE": str(work / "keys.json"),
         "CATDOG_LOG_LEVEL": "warning",
     }
     svc, _ = _started(local_env)

@@ -43,6 +43,8 @@ class SwapLoad:
     image: bytes
     workers_per_protocol: int = 2
     protocols: tuple[Protocol, ...] = PROTOCOLS
+    headers: dict[str, str] = field(default_factory=dict)
+    """Sent with every call (an API key: `Authorization: Bearer ...`), as gRPC metadata too."""
     answers: list[Answer] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -69,7 +71,7 @@ class SwapLoad:
     def _work(self, protocol: Protocol, worker: str) -> None:
         send = {"predict": self._predict, "v2": self._v2, "grpc": self._grpc}[protocol]
         with (
-            httpx.Client(base_url=self.base_url, timeout=60) as client,
+            httpx.Client(base_url=self.base_url, timeout=60, headers=self.headers) as client,
             grpc.insecure_channel(self.grpc_target) as channel,
         ):
             stub = pb_grpc.GRPCInferenceServiceStub(channel)  # type: ignore[no-untyped-call]
@@ -116,7 +118,8 @@ class SwapLoad:
         request.inputs.add(name="image", datatype="BYTES", shape=[1])
         request.raw_input_contents.append(len(self.image).to_bytes(4, "little") + self.image)
         try:
-            response = stub.ModelInfer(request, timeout=60)
+            metadata = tuple((k.lower(), v) for k, v in self.headers.items())
+            response = stub.ModelInfer(request, timeout=60, metadata=metadata)
         except grpc.RpcError as exc:
             return False, "", f"{exc.code().name} {exc.details()}"
         return True, str(response.model_version), ""

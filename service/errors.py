@@ -104,15 +104,3 @@ class ModelLoadFailed(CatdogError):
     """An explicit load that left no version of the model ready; the message says why."""
 
     status, code = 400, "model_load_failed"
-
-
-class AdminRequired(CatdogError):
-    """A repository API call without the admin credential (or with a wrong one)."""
-
-    status, code = 401, "unauthorized"
-
-
-class RepositoryApiDisabled(CatdogError):
-    """The repository API is off: no admin credential is configured (CATDOG_ADMIN_TOKEN_FILE)."""
-
-    status, code = 403, "repository_api_disabled"

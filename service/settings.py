@@ -147,6 +147,7 @@ class Settings(BaseSettings):
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("CATDOG_TLS_CLIENT_CA_FILE needs CATDOG_TLS_CERT_FILE and CATDOG_TLS_KEY_FILE")
         return self
+
     # Models that change while serving (service/models/; docs/operations.md "Model versions and sources").
     model_url: str | None = Field(
         None,
@@ -167,11 +168,6 @@ class Settings(BaseSettings):
         4 * GiB, ge=1, description="one model version's files (and an archive of the repository), refused above"
     )
     model_download_timeout_s: float = Field(300.0, gt=0, description="connect / read timeout for remote sources")
-    admin_token_file: Path | None = Field(
-        None,
-        description="a file holding the bearer token the repository API (/v2/repository/..., gRPC Repository*) "
-        "requires; unset: the repository API is off",
-    )
 
     @model_validator(mode="before")
     @classmethod

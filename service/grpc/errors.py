@@ -13,8 +13,6 @@ from service.errors import CatdogError
 # By the error class's status (each class has one): the taxonomy's classes need no gRPC knowledge of their own.
 GRPC_CODES: dict[int, grpc.StatusCode] = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,  # the repository API without its admin token
-    403: grpc.StatusCode.PERMISSION_DENIED,  # the repository API switched off
     404: grpc.StatusCode.NOT_FOUND,
     413: grpc.StatusCode.INVALID_ARGUMENT,  # too many bytes, pixels, frames or images: resending will not help
     415: grpc.StatusCode.INVALID_ARGUMENT,

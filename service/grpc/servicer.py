@@ -39,7 +39,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.data_plane = data_plane
         self.oip = OpenInference(data_plane)
         self.observer = data_plane.observer  # tracing / payload logging; None when both are off
-        self.repository_api = RepositoryApi(data_plane.repository, data_plane.settings.admin_token_file)
+        self.repository_api = RepositoryApi(data_plane.repository)
 
     async def _call(
         self,
@@ -167,10 +167,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         return await self._call("ModelStatistics", context, handle, model=request.name or None)
 
-    # Triton's model repository extension (service/models/admin.py): the admin token in `authorization` metadata.
+    # Triton's model repository extension (service/models/admin.py); the door requires the `admin` scope.
     async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> Any:
         async def handle(fields: dict[str, Any]) -> Any:
-            self.repository_api.authorize(_authorization(context))
             index = pb.RepositoryIndexResponse.ModelIndex
             items = self.repository_api.index(ready_only=request.ready)
             return pb.RepositoryIndexResponse(models=[index(**asdict(item)) for item in items])
@@ -179,7 +178,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context: Context) -> Any:
         async def handle(fields: dict[str, Any]) -> Any:
-            self.repository_api.authorize(_authorization(context))
             if request.parameters:
                 raise MalformedRequest(
                     "load parameters (config overrides, files) are not accepted; change the repository"
@@ -191,16 +189,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest, context: Context) -> Any:
         async def handle(fields: dict[str, Any]) -> Any:
-            self.repository_api.authorize(_authorization(context))
             await self.repository_api.unload(request.model_name)
             return pb.RepositoryModelUnloadResponse()
 
         return await self._call("RepositoryModelUnload", context, handle, model=request.model_name)
-
-
-def _authorization(context: Context) -> str | None:
-    value = dict(context.invocation_metadata() or ()).get("authorization")
-    return value if isinstance(value, str) else None
 
 
 def _unimplemented(method: str) -> Callable[..., Awaitable[Any]]:

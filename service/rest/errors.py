@@ -60,10 +60,7 @@ def register_error_handlers(app: FastAPI, data_plane: DataPlane) -> None:
         if exc.status == 500:  # a fault, not back-pressure or a deadline: say which request failed
             log.error("request_failed", request_id=request_id_of(request), code=exc.code, error=exc.message)
         status, body = error_document(exc, request.scope)
-        headers = retry_after(exc)
-        if status == 401:  # RFC 9110: a 401 says how to authenticate
-            headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
-        return JSONResponse(body, status_code=status, headers=headers)
+        return JSONResponse(body, status_code=status, headers=retry_after(exc))
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)  # registered for RequestValidationError only

@@ -1,5 +1,5 @@
 """The chart's model-source values: a bucket with a credentials Secret or IRSA, the control mode, the cache on an
-emptyDir or a PVC, and the admin token Secret, rendered with Helm's engine and validated strictly."""
+emptyDir or a PVC, rendered with Helm's engine and validated strictly."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ BUCKET: dict[str, Any] = {
         "maxBytes": 1073741824,
         "s3": {"credentialsSecret": "catdog-s3", "endpointUrl": "https://minio.storage:9000", "region": "eu-west-1"},
         "cache": {"type": "pvc", "existingClaim": "catdog-model-cache"},
-        "adminTokenSecret": "catdog-admin",
     }
 }
 
@@ -27,14 +26,13 @@ def test_defaults_keep_todays_behaviour() -> None:
     docs = render()
     env = env_config(docs)
     assert env["CATDOG_MODEL_CONTROL"] == "none"
-    assert "CATDOG_MODEL_URL" not in env and "CATDOG_ADMIN_TOKEN_FILE" not in env
+    assert "CATDOG_MODEL_URL" not in env
     volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
     assert volumes["model-cache"] == {"name": "model-cache", "emptyDir": {"sizeLimit": "2Gi"}}
-    assert "admin-token" not in volumes
 
 
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
-def test_a_bucket_with_secret_pvc_and_admin_token(kube_version: str) -> None:
+def test_a_bucket_with_a_secret_and_a_pvc_cache(kube_version: str) -> None:
     docs = render(BUCKET, kube_version)
     for doc in docs:
         if (doc["apiVersion"], doc["kind"]) not in CRD_KINDS:
@@ -49,10 +47,8 @@ def test_a_bucket_with_secret_pvc_and_admin_token(kube_version: str) -> None:
     assert {"secretRef": {"name": "catdog-s3"}} in main["envFrom"]
     mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
     assert mounts["model-cache"] == str(settings.model_cache_dir)
-    assert f"{mounts['admin-token']}/token" == str(settings.admin_token_file)
     volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
     assert volumes["model-cache"]["persistentVolumeClaim"] == {"claimName": "catdog-model-cache"}
-    assert volumes["admin-token"]["secret"]["secretName"] == "catdog-admin"
 
 
 def test_irsa_needs_only_the_service_account_annotation() -> None:

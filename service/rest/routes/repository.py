@@ -1,7 +1,7 @@
 """The model repository extension over REST (Triton's): POST /v2/repository/index, POST
 /v2/repository/models/{name}/load, POST /v2/repository/models/{name}/unload. The calls live in
-service/models/admin.py; a raised CatdogError leaves by service/rest/errors.py in the protocol's shape,
-`{"error": "..."}` (401 with `WWW-Authenticate: Bearer`)."""
+service/models/admin.py; access control's door requires the `admin` scope for them (service/rest/access.py); a
+raised CatdogError leaves by service/rest/errors.py in the protocol's shape, `{"error": "..."}`."""
 
 from __future__ import annotations
 
@@ -34,12 +34,11 @@ async def _document(request: Request) -> dict[str, object]:
 
 
 def router(data_plane: DataPlane) -> APIRouter:
-    api = RepositoryApi(data_plane.repository, data_plane.settings.admin_token_file)
+    api = RepositoryApi(data_plane.repository)
     routes = APIRouter(prefix="/v2/repository", tags=["model repository"], include_in_schema=False)
 
     @routes.post("/index")
     async def index(request: Request) -> Response:
-        api.authorize(request.headers.get("authorization"))
         ready = (await _document(request)).get("ready", False)
         if not isinstance(ready, bool):
             raise MalformedRequest("'ready' must be true or false")
@@ -48,7 +47,6 @@ def router(data_plane: DataPlane) -> APIRouter:
     @routes.post("/models/{name}/load")
     async def load(request: Request, name: str) -> Response:
         note(request, model=name)
-        api.authorize(request.headers.get("authorization"))
         if (await _document(request)).get("parameters"):
             # Triton's config overrides and uploaded files: a repository is data, and it is never taken from here.
             raise MalformedRequest("load parameters (config overrides, files) are not accepted; change the repository")
@@ -58,7 +56,6 @@ def router(data_plane: DataPlane) -> APIRouter:
     @routes.post("/models/{name}/unload")
     async def unload(request: Request, name: str) -> Response:
         note(request, model=name)
-        api.authorize(request.headers.get("authorization"))
         await _document(request)
         await api.unload(name)
         return JSONResponse({})

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.access import keys_document
 from tests.support.onnx_models import build_colour_classifier, write_version_dir
 from tests.support.server import ServiceProcess
 from tests.support.waiting import wait_until
 
-ADMIN = {"Authorization": "Bearer mem"}
+KEY = "catdog_test-memory-key"
+ADMIN = {"Authorization": f"Bearer {KEY}"}
 CYCLES = 50
 MiB = 1024 * 1024
 
@@ -46,13 +48,15 @@ def _png() -> bytes:
 def test_fifty_loads_and_unloads_leave_memory_where_it_was(tmp_path: Path) -> None:
     # A graph with 1 MB of weights per square layer: a leaked session would show as MBs each time.
     write_version_dir(tmp_path / "repo", "big", "1", model=build_colour_classifier(extra_matmuls=6))
-    (tmp_path / "token").write_text("mem")
+    (tmp_path / "keys.json").write_bytes(keys_document({"ops": (KEY, ["admin", "infer", "metrics"])}))
     env = {
         "CATDOG_MODEL_DIR": str(tmp_path / "repo"),
         "CATDOG_MODEL_CONTROL": "explicit",
-        "CATDOG_ADMIN_TOKEN_FILE": str(tmp_path / "token"),
+        "CATDOG_API_KEYS_FILE": str(tmp_path / "keys.json"),
     }
-    with ServiceProcess(env) as svc:
+    svc = ServiceProcess(env)
+    svc.client.headers.update(ADMIN)
+    with svc.start():
         assert svc.proc is not None
         for _ in range(5):
             cycle(svc)

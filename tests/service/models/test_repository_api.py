@@ -9,17 +9,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
+from tests.support.access import keys_document
 from tests.support.oip import red_jpeg
 from tests.support.onnx_models import RED_IS_CAT, build_colour_classifier, write_version_dir
 from tests.support.server import ServiceProcess
 from tests.support.waiting import wait_until
 
-TOKEN = "s3cret-admin-token"
+TOKEN = "catdog_test-models-admin-key"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def keys_file(folder: Path) -> Path:
+    """An API keys file (service/security/) with one key allowed to manage models and to classify."""
+    path = folder / "keys.json"
+    path.write_bytes(keys_document({"ops": (TOKEN, ["admin", "infer", "metrics"])}))
+    return path
 
 
 def predict(svc: ServiceProcess, path: str) -> tuple[int, dict[str, object]]:
@@ -38,15 +47,15 @@ def explicit(tmp_path: Path) -> Iterator[tuple[ServiceProcess, Path]]:
     repo = tmp_path / "repo"
     write_version_dir(repo, "m", "1")
     write_version_dir(repo, "idle", "1")
-    token = tmp_path / "token"
-    token.write_text(TOKEN + "\n")
     env = {
         "CATDOG_MODEL_DIR": str(repo),
         "CATDOG_MODEL_CONTROL": "explicit",
         "CATDOG_MODEL_LOAD": "m",
-        "CATDOG_ADMIN_TOKEN_FILE": str(token),
+        "CATDOG_API_KEYS_FILE": str(keys_file(tmp_path)),
     }
-    with ServiceProcess(env) as svc:
+    svc = ServiceProcess(env)
+    svc.client.headers.update(ADMIN)
+    with svc.start():
         yield svc, repo
 
 
@@ -75,10 +84,11 @@ def test_explicit_mode_rolls_out_and_back_through_the_api(explicit: tuple[Servic
         request = pb.ModelInferRequest(model_name="m", model_version="1")
         request.inputs.add(name="image", datatype="BYTES", shape=[1])
         request.raw_input_contents.append(len(red_jpeg()).to_bytes(4, "little") + red_jpeg())
-        assert stub.ModelInfer(request, timeout=30).model_version == "1"
+        key = (("authorization", f"Bearer {TOKEN}"),)
+        assert stub.ModelInfer(request, timeout=30, metadata=key).model_version == "1"
         request.model_version = "7"
         with pytest.raises(grpc.RpcError) as caught:
-            stub.ModelInfer(request, timeout=30)
+            stub.ModelInfer(request, timeout=30, metadata=key)
         assert caught.value.code() is grpc.StatusCode.NOT_FOUND
     # Roll back without a redeploy: the policy back to latest 1 on version 1, loaded again.
     (repo / "m" / "version_policy.json").write_text(json.dumps({"specific": {"versions": ["1"]}}))
@@ -120,22 +130,27 @@ def test_failures_are_clear_and_change_nothing(explicit: tuple[ServiceProcess, P
     not_json = svc.client.post("/v2/repository/index", headers=ADMIN, content=b"{nope")
     assert not_json.status_code == 400 and "JSON" in not_json.json()["error"]
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
-        refused = svc.client.post("/v2/repository/index", headers=headers)
-        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
-        assert svc.client.post("/v2/repository/models/m/unload", headers=headers).status_code == 401
+        with httpx.Client(base_url=svc.base_url, headers=headers) as stranger:  # access control's door refuses
+            refused = stranger.post("/v2/repository/index")
+            assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
+            assert stranger.post("/v2/repository/models/m/unload").status_code == 401
     assert predict(svc, "/v1/models/m/predict")[1]["model_version"] == "1"  # still serving, unchanged
 
 
-def test_without_a_token_file_the_api_is_off_and_outside_explicit_mode_load_is_refused(tmp_path: Path) -> None:
+def test_without_a_keys_file_the_api_is_off_and_outside_explicit_mode_load_is_refused(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     write_version_dir(repo, "m", "1")
     with ServiceProcess({"CATDOG_MODEL_DIR": str(repo)}) as svc:
         off = svc.client.post("/v2/repository/index", headers=ADMIN)
-        assert off.status_code == 403 and "CATDOG_ADMIN_TOKEN_FILE" in off.json()["error"]
-    token = tmp_path / "token"
-    token.write_text(TOKEN)
-    env = {"CATDOG_MODEL_DIR": str(repo), "CATDOG_MODEL_CONTROL": "poll", "CATDOG_ADMIN_TOKEN_FILE": str(token)}
-    with ServiceProcess(env) as svc:
+        assert off.status_code == 403 and "CATDOG_API_KEYS_FILE" in off.json()["error"]
+    env = {
+        "CATDOG_MODEL_DIR": str(repo),
+        "CATDOG_MODEL_CONTROL": "poll",
+        "CATDOG_API_KEYS_FILE": str(keys_file(tmp_path)),
+    }
+    svc = ServiceProcess(env)
+    svc.client.headers.update(ADMIN)
+    with svc.start():
         assert [e["state"] for e in index(svc)] == ["READY"]  # the index answers in every mode
         for action in ("load", "unload"):
             refused = svc.client.post(f"/v2/repository/models/m/{action}", headers=ADMIN)

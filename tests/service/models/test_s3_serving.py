@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.access import bearer, keys_document
 from tests.support.oip import red_jpeg
 from tests.support.onnx_models import RED_IS_CAT, build_colour_classifier, write_version_dir
 from tests.support.s3 import s3_server
@@ -16,6 +17,7 @@ from tests.support.server import ServiceProcess
 from tests.support.waiting import wait_until
 
 BUCKET = "ml-models"
+KEY = "catdog_test-s3-key"
 PREFIX = "catdog/prod"
 
 
@@ -36,8 +38,8 @@ def metric(svc: ServiceProcess, line_start: str) -> float:
 def test_a_bucket_rolls_out_fails_safe_and_survives_its_server(tmp_path: Path) -> None:
     local = tmp_path / "local"
     cache = tmp_path / "cache"
-    token = tmp_path / "token"
-    token.write_text("t")
+    keys = tmp_path / "keys.json"
+    keys.write_bytes(keys_document({"ops": (KEY, ["admin", "infer", "metrics"])}))
     with s3_server() as s3:
         s3.client().create_bucket(Bucket=BUCKET)
         write_version_dir(local, "m", "1")
@@ -49,9 +51,11 @@ def test_a_bucket_rolls_out_fails_safe_and_survives_its_server(tmp_path: Path) -
             "CATDOG_MODEL_POLL_S": "0.3",
             "CATDOG_MODEL_CACHE_DIR": str(cache),
             "CATDOG_MODEL_DOWNLOAD_TIMEOUT_S": "5",
-            "CATDOG_ADMIN_TOKEN_FILE": str(token),
+            "CATDOG_API_KEYS_FILE": str(keys),
         }
-        svc = ServiceProcess(env).start(timeout=120)
+        svc = ServiceProcess(env)
+        svc.client.headers.update(bearer(KEY))
+        svc.start(timeout=120)
         try:
             assert served_version(svc) == "1"
             assert metric(svc, 'catdog_model_load_duration_seconds_count{model="m",phase="download"}') == 1
@@ -65,7 +69,7 @@ def test_a_bucket_rolls_out_fails_safe_and_survives_its_server(tmp_path: Path) -
             s3.upload_tree(BUCKET, f"{PREFIX}/m/3", bad)
 
             def entry(version: str) -> dict[str, str] | None:
-                index = svc.client.post("/v2/repository/index", headers={"Authorization": "Bearer t"}).json()
+                index = svc.client.post("/v2/repository/index").json()
                 return next((e for e in index if e["name"] == "m" and e["version"] == version), None)
 
             # (A poll between the two uploads sees the card without its graph: "missing file", retried at once
@@ -88,7 +92,9 @@ def test_a_bucket_rolls_out_fails_safe_and_survives_its_server(tmp_path: Path) -
         finally:
             svc.stop()
     # Restart with the server gone: the cache holds version 1 and serves it without the network.
-    with ServiceProcess(env).start(timeout=120) as offline:
+    offline = ServiceProcess(env)
+    offline.client.headers.update(bearer(KEY))
+    with offline.start(timeout=120):
         assert served_version(offline) == "1"
         assert offline.wait_for_log(lambda r: r.get("event") == "model_source_offline")
         assert metric(offline, 'catdog_model_load_duration_seconds_count{model="m",phase="download"}') == 0

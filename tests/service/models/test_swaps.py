@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from loadtest.swaps import SwapLoad, failures, moves
+from tests.support.access import keys_document
 from tests.support.oip import red_jpeg
 from tests.support.onnx_models import write_version_dir
 from tests.support.server import ServiceProcess
 from tests.support.waiting import wait_until
 
-TOKEN = "swap-token"
+TOKEN = "catdog_test-swap-key"
 
 
 def add_version(repo: Path, version: str) -> None:
@@ -38,18 +39,20 @@ def all_workers_on(load: SwapLoad, version: str, after: int) -> bool:
 def test_no_request_fails_and_the_version_moves_once_per_swap(tmp_path: Path, mode: str) -> None:
     repo = tmp_path / "repo"
     write_version_dir(repo, "m", "1")
-    token = tmp_path / "token"
-    token.write_text(TOKEN)
+    keys = tmp_path / "keys.json"
+    keys.write_bytes(keys_document({"ops": (TOKEN, ["admin", "infer", "metrics"])}))
     env = {
         "CATDOG_MODEL_DIR": str(repo),
         "CATDOG_MODEL_CONTROL": mode,
         "CATDOG_MODEL_POLL_S": "0.2",
         "CATDOG_MODEL_LOAD": "m",
-        "CATDOG_ADMIN_TOKEN_FILE": str(token),
+        "CATDOG_API_KEYS_FILE": str(keys),
     }
     admin = {"Authorization": f"Bearer {TOKEN}"}
-    with ServiceProcess(env) as svc:
-        load = SwapLoad(svc.base_url, svc.grpc_target, "m", red_jpeg()).start()
+    svc = ServiceProcess(env)
+    svc.client.headers.update(admin)
+    with svc.start():
+        load = SwapLoad(svc.base_url, svc.grpc_target, "m", red_jpeg(), headers=admin).start()
         try:
             wait_until(lambda: all_workers_on(load, "1", 0), what="every client answered by version 1")
             mark = len(load.snapshot())
