@@ -24,6 +24,7 @@ from service.rest.errors import register_error_handlers
 from service.rest.middleware import HttpMetrics, RequestContextMiddleware
 from service.rest.observe import ObservationMiddleware
 from service.rest.routes import health, models, predict, ui, v2
+from service.rest.routes import repository as repository_api
 from service.rest.routes.docs import mount_docs
 from service.security.authorizer import AccessMetrics, Authorizer
 from service.security.keys import KeysFileError
@@ -48,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         repository.discover()
         log.info(
             "starting",
-            model_dir=str(settings.model_dir),
+            model_dir=repository.source.description,
+            model_control=settings.model_control,
             models=list(repository.models),
             providers=settings.providers,
             pipeline="direct" if data_plane.classifier.direct else "split",
@@ -89,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Every adapter is built from the one data plane; nothing is fetched from app.state.
     register_error_handlers(app, data_plane)
-    for router in (predict.router, models.router, health.router, ui.router, v2.router):
+    for router in (predict.router, models.router, health.router, ui.router, v2.router, repository_api.router):
         app.include_router(router(data_plane))
     if docs:
         mount_docs(app, settings.docs_path, "/openapi.json")

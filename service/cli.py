@@ -217,30 +217,32 @@ async def _predict(settings: Settings, model_name: str, images: list[Path], *, a
 
 
 def _models(settings: Settings, *, as_json: bool) -> int:
-    """The repository as the service finds it (same scan), each card read without loading the model."""
+    """The repository as the service finds it (the same source and scan: every version of every model), each
+    card read without loading the model."""
     from service.dataplane.card import ModelCard
-    from service.dataplane.repository import ModelRepository
-    from service.observability import ServiceMetrics
+    from service.models.layout import scan
+    from service.models.sources import open_source
+    from service.models.store import cache_dir
 
-    root = settings.model_dir
-    repository = ModelRepository(settings, ServiceMetrics())
-    repository.discover()
+    root = settings.model_location
+    source = open_source(root, cache_dir(settings), max_bytes=settings.model_max_bytes, timeout_s=30.0)
     rows: list[dict[str, Any]] = []
-    for model in repository.models.values():
-        try:
-            card = ModelCard.load(model.folder / "model.json")
-        except (OSError, ValueError) as exc:
-            rows.append({"name": model.name, "error": str(exc).splitlines()[0]})
-            continue
-        rows.append(
-            {
-                "name": model.name,
-                "version": card.version,
-                "labels": card.labels,
-                "input": f"{card.input.width}x{card.input.height}",
-                "description": card.description,
-            }
-        )
+    for name, layout in scan(source.sync().root).items():
+        for folder in layout.versions.values():
+            try:
+                card = ModelCard.load(folder.folder / "model.json")
+            except (OSError, ValueError) as exc:
+                rows.append({"name": name, "error": str(exc).splitlines()[0]})
+                continue
+            rows.append(
+                {
+                    "name": name,
+                    "version": card.version,
+                    "labels": card.labels,
+                    "input": f"{card.input.width}x{card.input.height}",
+                    "description": card.description,
+                }
+            )
     if as_json:
         print(json.dumps(rows, indent=2))
     elif not rows:

@@ -92,3 +92,15 @@ class DeadlineExceeded(CatdogError):
 
 class StartupError(Exception):
     """A fault that must stop the process at start-up (e.g. CUDA asked for but absent): never served around."""
+
+
+class ModelControlRefused(CatdogError):
+    """A repository load / unload outside explicit model control mode (Triton answers 400 too)."""
+
+    status, code = 400, "model_control_mode"
+
+
+class ModelLoadFailed(CatdogError):
+    """An explicit load that left no version of the model ready; the message says why."""
+
+    status, code = 400, "model_load_failed"

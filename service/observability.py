@@ -45,6 +45,7 @@ LATENCY_BUCKETS = (
 CONFIDENCE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 BYTES_BUCKETS = (1e3, 1e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6, 1e7, 2.5e7)
+LOAD_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 PIXEL_BUCKETS = (1e3, 1e4, 1e5, 3e5, 1e6, 2e6, 4e6, 8e6, 1.2e7, 2.4e7, 5e7)
 
 
@@ -218,6 +219,27 @@ class ServiceMetrics:
         )
         self.body_bytes_in_flight = Gauge(
             "catdog_body_bytes_in_flight", "Request body bytes reserved by admitted requests.", registry=r
+        )
+
+        # Models that change while serving (service/models/).
+        self.model_loads = Counter(
+            "catdog_model_loads",
+            "Version loads by outcome: loaded, failed_download, failed_verify, failed_session, failed_warmup.",
+            ["model", "version", "outcome"],
+            registry=r,
+        )
+        self.model_unloads = Counter(
+            "catdog_model_unloads", "Versions closed after their last request.", ["model", "version"], registry=r
+        )
+        self.model_load_seconds = Histogram(
+            "catdog_model_load_duration_seconds",
+            "Time a version's load spent in each phase: download, verify, session, warmup.",
+            ["model", "phase"],
+            buckets=LOAD_BUCKETS,
+            registry=r,
+        )
+        self.versions_ready = Gauge(
+            "catdog_model_versions_ready", "Versions of the model serving now.", ["model"], registry=r
         )
 
     def for_model(self, model: str) -> ModelMetrics:

@@ -9,6 +9,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
+GiB = 1024 * MiB
+REMOTE_SCHEMES = ("s3://", "https://", "http://")
 
 
 class Settings(BaseSettings):
@@ -145,3 +147,39 @@ class Settings(BaseSettings):
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ValueError("CATDOG_TLS_CLIENT_CA_FILE needs CATDOG_TLS_CERT_FILE and CATDOG_TLS_KEY_FILE")
         return self
+
+    # Models that change while serving (service/models/; docs/operations.md "Model versions and sources").
+    model_url: str | None = Field(
+        None,
+        description="a remote repository: s3://bucket/prefix or https://.../models.tar.gz (.zip); set by "
+        "CATDOG_MODEL_DIR when it holds such a URL",
+    )
+    model_control: Literal["none", "poll", "explicit"] = Field(
+        "none",
+        description="none: read the repository once at start; poll: re-read it every model_poll_s; explicit: only "
+        "the repository API loads and unloads (model_load names what loads at start)",
+    )
+    model_poll_s: float = Field(10.0, gt=0, description="seconds between repository reads in poll mode")
+    model_load: str = Field("", description="explicit mode: comma-separated models to load at start ('*': all)")
+    model_cache_dir: Path | None = Field(
+        None, description="where remote repositories are cached (default: <tmp>/catdog-model-cache)"
+    )
+    model_max_bytes: int = Field(
+        4 * GiB, ge=1, description="one model version's files (and an archive of the repository), refused above"
+    )
+    model_download_timeout_s: float = Field(300.0, gt=0, description="connect / read timeout for remote sources")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remote_model_dir(cls, data: object) -> object:
+        """CATDOG_MODEL_DIR=s3://... keeps its URL (a Path would fold `s3://` into `s3:/`)."""
+        if isinstance(data, dict):
+            raw = data.get("model_dir")
+            if isinstance(raw, str) and raw.startswith(REMOTE_SCHEMES) and not data.get("model_url"):
+                return {**data, "model_url": raw}
+        return data
+
+    @property
+    def model_location(self) -> str:
+        """The repository as a source understands it: the remote URL, or the local folder."""
+        return self.model_url or str(self.model_dir)

@@ -32,17 +32,17 @@ from service import observation
 from service.dataplane.admission import Admission, Deadline, Permit
 from service.dataplane.inference import Classifier, Prediction, Upload
 from service.dataplane.postprocess import Answer
-from service.dataplane.repository import ModelRepository, ReadyModel, ServedModel
+from service.dataplane.repository import ReadyModel, ServedModel
 from service.errors import (
     CatdogError,
     DeadlineExceeded,
     Draining,
     EmptyInput,
     MalformedRequest,
-    ModelNotFound,
     TooManyFiles,
 )
 from service.lifecycle import Lifecycle, Phase
+from service.models.store import ModelStore
 from service.observability import ServiceMetrics
 from service.observation import RequestObserver
 from service.payloadlog import record as payload_log
@@ -56,7 +56,7 @@ class DataPlane:
     """What serves, built once per app (`from_settings`); its parts are fixed, their state is theirs."""
 
     settings: Settings
-    repository: ModelRepository
+    repository: ModelStore
     classifier: Classifier
     admission: Admission
     lifecycle: Lifecycle
@@ -78,7 +78,7 @@ class DataPlane:
         )
         return cls(
             settings,
-            ModelRepository(settings, metrics),
+            ModelStore(settings, metrics),
             Classifier.from_settings(settings, metrics),
             admission,
             Lifecycle(),
@@ -104,11 +104,9 @@ class DataPlane:
         return self.repository.ready and not self.lifecycle.draining
 
     def known(self, name: str, version: str | None = None) -> ServedModel:
-        """The repository's slot for `name` (in any state); ModelNotFound (404) for a name or version it lacks."""
-        model = self.repository.known(name)
-        if version and model.card is not None and version != model.card.version:
-            raise ModelNotFound(f"model {name!r} has no version {version!r} (it serves {model.card.version!r})")
-        return model
+        """The repository's slot for `name` (in any state), or for one ready version; ModelNotFound (404) for a name
+        or version it lacks."""
+        return self.repository.known(name, version)
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         """False while the model loads, after it failed, and while draining; ModelNotFound (404) if unknown."""
@@ -120,9 +118,7 @@ class DataPlane:
         version (404), not ready (503). The request keeps this reference until it is answered."""
         if self.lifecycle.draining:
             raise Draining("the service is shutting down; retry on another replica")
-        model = self.repository.get(name)
-        self.known(name, version)
-        return model
+        return self.repository.get(name, version)  # held until the request's task ends (service/models/store.py)
 
     def takes_work(self, name: str) -> bool:
         """`model_for_work` as a question (the REST door's: it leaves every refusal but overload to the route)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any, TypeVar
 
 import grpc
@@ -20,6 +21,7 @@ from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
 from service.grpc.access import current_key
 from service.grpc.errors import abort, grpc_code
+from service.models.admin import RepositoryApi
 from service.observation import Observation
 from service.oip.protocol import OpenInference
 from service.oip.tensors import BYTES, FP32, InferInput, InferRequest, RequestedOutput, check_shape, decode_raw
@@ -37,6 +39,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.data_plane = data_plane
         self.oip = OpenInference(data_plane)
         self.observer = data_plane.observer  # tracing / payload logging; None when both are off
+        self.repository_api = RepositoryApi(data_plane.repository)
 
     async def _call(
         self,
@@ -164,6 +167,33 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         return await self._call("ModelStatistics", context, handle, model=request.name or None)
 
+    # Triton's model repository extension (service/models/admin.py); the door requires the `admin` scope.
+    async def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: Context) -> Any:
+        async def handle(fields: dict[str, Any]) -> Any:
+            index = pb.RepositoryIndexResponse.ModelIndex
+            items = self.repository_api.index(ready_only=request.ready)
+            return pb.RepositoryIndexResponse(models=[index(**asdict(item)) for item in items])
+
+        return await self._call("RepositoryIndex", context, handle)
+
+    async def RepositoryModelLoad(self, request: pb.RepositoryModelLoadRequest, context: Context) -> Any:
+        async def handle(fields: dict[str, Any]) -> Any:
+            if request.parameters:
+                raise MalformedRequest(
+                    "load parameters (config overrides, files) are not accepted; change the repository"
+                )
+            await self.repository_api.load(request.model_name)
+            return pb.RepositoryModelLoadResponse()
+
+        return await self._call("RepositoryModelLoad", context, handle, model=request.model_name)
+
+    async def RepositoryModelUnload(self, request: pb.RepositoryModelUnloadRequest, context: Context) -> Any:
+        async def handle(fields: dict[str, Any]) -> Any:
+            await self.repository_api.unload(request.model_name)
+            return pb.RepositoryModelUnloadResponse()
+
+        return await self._call("RepositoryModelUnload", context, handle, model=request.model_name)
+
 
 def _unimplemented(method: str) -> Callable[..., Awaitable[Any]]:
     """Triton's calls catdog does not serve: UNIMPLEMENTED with a message that says so (not grpc's generic
@@ -182,9 +212,6 @@ def _unimplemented(method: str) -> Callable[..., Awaitable[Any]]:
 # Every call of Triton's service beyond the ones above, and why catdog leaves it out.
 UNSERVED = {
     "ModelStreamInfer": "streaming inference is not served; call ModelInfer",
-    "RepositoryIndex": "its model repository is fixed at start (GET /v1/models lists it)",
-    "RepositoryModelLoad": "its model repository is fixed at start",
-    "RepositoryModelUnload": "its model repository is fixed at start",
     "SystemSharedMemoryStatus": "shared-memory tensors are not supported; send tensors in the request",
     "SystemSharedMemoryRegister": "shared-memory tensors are not supported; send tensors in the request",
     "SystemSharedMemoryUnregister": "shared-memory tensors are not supported; send tensors in the request",

@@ -78,7 +78,7 @@ class OpenInference:
         card = model.card
         return {
             "name": name,
-            "versions": [card.version],
+            "versions": list(self.data_plane.repository.versions(name)) or [card.version],
             "platform": PLATFORM,
             "inputs": [
                 # Triton's shape (the batch, then the configuration's dims [1]); [N] is accepted as well.

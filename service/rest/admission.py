@@ -31,7 +31,8 @@ from service.rest.requests import declared_body_bytes, header, parse_timeout, ro
 PERMIT_KEY = "admission_permit"
 # catdog's own routes and the Open Inference Protocol's infer (with or without a version).
 INFERENCE_PATH = re.compile(
-    r"^/(?:predict/(?P<seed>[^/]+)|v1/models/(?P<v1>[^/]+)/predict|v2/models/(?P<v2>[^/]+)(?:/versions/[^/]+)?/infer)$"
+    r"^/(?:predict/(?P<seed>[^/]+)|v1/models/(?P<v1>[^/]+)(?:/versions/[^/]+)?/predict"
+    r"|v2/models/(?P<v2>[^/]+)(?:/versions/[^/]+)?/infer)$"
 )
 
 

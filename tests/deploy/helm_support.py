@@ -184,7 +184,7 @@ def container(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> dict[s
 
 def env_config(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> dict[str, str]:
     """The container's settings: the env ConfigMap the Deployment loads through envFrom."""
-    names = [src["configMapRef"]["name"] for src in container(docs)["envFrom"]]
+    names = [src["configMapRef"]["name"] for src in container(docs)["envFrom"] if "configMapRef" in src]
     maps = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"] in names]
     assert len(maps) == 1
     data: dict[str, str] = maps[0]["data"]

@@ -157,3 +157,18 @@ def build_tiny_cnn(*, size: int = 32, channels: int = 8, num_classes: int = 3, s
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
+
+
+def write_version_dir(
+    root: Path,
+    name: str,
+    version: str,
+    *,
+    model: onnx.ModelProto | None = None,
+    labels: tuple[str, ...] = ("cat", "dog"),
+) -> Path:
+    """One version in the nested layout: `root/name/version/model.onnx + model.json` (the card's version is the
+    folder's name, its name the model's)."""
+    return write_model_dir(
+        root / name, version, model=model, labels=labels, version=version, card_overrides={"name": name}
+    )

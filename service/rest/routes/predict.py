@@ -49,11 +49,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def predict(data_plane: DataPlane, name: str, request: Request) -> Response:
+async def predict(data_plane: DataPlane, name: str, request: Request, version: str | None = None) -> Response:
     """Parse, admit, read, classify, encode. The answer is serialised here, once, by pydantic-core: FastAPI would
     otherwise validate the returned model against the Union response_model again (about a tenth of the event
     loop's time per request)."""
-    model = data_plane.model_for_work(name)
+    model = data_plane.model_for_work(name, version)  # the latest ready version unless one is asked for
     note(request, model=name)
     # Admitted before the body is read, by the door (service/rest/admission.py) or, without it, by the span.
     timeout = parse_timeout(request.headers.get("x-request-timeout"))
@@ -134,6 +134,20 @@ def router(data_plane: DataPlane) -> APIRouter:
         openapi_extra=IMAGE_REQUEST_BODY,
         summary="Classify images with any model in the repository",
         operation_id="predict_v1_models__name__predict_post",
+    )
+
+    async def predict_version(name: str, version: str, request: Request) -> Response:
+        return await predict(data_plane, name, request, version)
+
+    routes.add_api_route(
+        "/v1/models/{name}/versions/{version}/predict",
+        predict_version,
+        methods=["POST"],
+        response_model=PredictResponse | MultiPredictResponse,
+        responses=ERRORS,
+        openapi_extra=IMAGE_REQUEST_BODY,
+        summary="Classify images with one version of a model",
+        operation_id="predict_version",
     )
     for name in SEED_MODELS:
         routes.add_api_route(

@@ -122,8 +122,12 @@ def test_repository_methods_need_an_admin_key(keyed: ServiceProcess, method: str
     assert raw_call(target, method, UNKNOWN) == grpc.StatusCode.UNAUTHENTICATED
     assert raw_call(target, method, INFER) == grpc.StatusCode.PERMISSION_DENIED
     assert raw_call(target, method, METRICS, header="x-api-key") == grpc.StatusCode.PERMISSION_DENIED
-    # Past the door: the model repository API is another issue's; until it lands the method is not served.
-    assert raw_call(target, method, ADMIN) == grpc.StatusCode.UNIMPLEMENTED
+    # Past the door, the repository API (tests/service/models): the index answers; load and unload act only in
+    # explicit model control mode (this service runs `none`): INVALID_ARGUMENT.
+    expected = {"RepositoryIndex": grpc.StatusCode.OK, "RepositoryModelLoad": grpc.StatusCode.INVALID_ARGUMENT}
+    expected["RepositoryModelUnload"] = grpc.StatusCode.INVALID_ARGUMENT
+    # The others past the door are not served.
+    assert raw_call(target, method, ADMIN) == expected.get(method, grpc.StatusCode.UNIMPLEMENTED)
 
 
 def test_refusals_are_counted_and_logged_with_the_keys_name(keyed: ServiceProcess) -> None:
