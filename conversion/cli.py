@@ -81,7 +81,7 @@ def _cmd_quantize(args: argparse.Namespace) -> dict[str, Any]:
     from conversion.photos import read_manifest
     from conversion.quantize import Recipe, quantize_folder
 
-    recipe = Recipe(reduce_range=not args.full_range_weights)
+    recipe = Recipe(reduce_range=args.seven_bit_weights)
     return quantize_folder(
         args.model_dir,
         read_manifest(args.photos),
@@ -116,6 +116,14 @@ def _cmd_build_reference(args: argparse.Namespace) -> dict[str, Any]:
             args.models_dir, args.photos, photos, args.work_dir, args.steps, args.reuse_checkpoint
         )
     return {name: {k: card[k] for k in ("onnx", "parity", "accuracy")} for name, card in built.items()}
+
+
+def _cmd_int8_heldout(args: argparse.Namespace) -> dict[str, Any]:
+    from conversion.photos import read_manifest
+    from conversion.reference import write_int8_heldout
+
+    section = write_int8_heldout(args.model_dir, read_manifest(args.photos))
+    return {k: v for k, v in section.items() if k != "photos"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,11 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", action="store_true", help="measure FP32 vs INT8 ms/image into the card")
     p.add_argument("--alternatives", action="store_true", help="also measure the variants not chosen (slow)")
     p.add_argument(
-        "--full-range-weights",
+        "--seven-bit-weights",
         action="store_true",
-        help="8-bit weights: exact only on VNNI CPUs (AVX2 saturates), so never the default; default 7-bit",
+        help="7-bit weights: the same answers on AVX2-only CPUs too, but a larger error; default 8-bit (native on "
+        "VNNI CPUs, FP32 served under auto elsewhere)",
     )
     p.set_defaults(handler=_cmd_quantize)
+
+    p = sub.add_parser(
+        "int8-heldout", help="pretrained's INT8 file judged by leave-one-out, into the card's variants.int8.heldout"
+    )
+    p.add_argument("model_dir", type=Path, nargs="?", default=Path("models/pretrained"))
+    p.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help=photos_help)
+    p.set_defaults(handler=_cmd_int8_heldout)
 
     p = sub.add_parser("compare-heads", help="heads x EfficientNet-Lite backbones, leave-one-out on the photos")
     p.add_argument("--variants", type=int, nargs="+", default=[0, 1, 2], choices=(0, 1, 2))

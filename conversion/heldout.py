@@ -33,16 +33,18 @@ def split(photos: Sequence[LabelledImage]) -> tuple[list[LabelledImage], list[La
     return selection, heldout
 
 
-def leave_one_out(features: np.ndarray, truth: Sequence[int], fit: Fit) -> np.ndarray:
-    """[N, C] probabilities: photo i's centre view (view 0) scored by a head fitted on every view of the others."""
+def leave_one_out(features: np.ndarray, truth: Sequence[int], fit: Fit, rows: np.ndarray | None = None) -> np.ndarray:
+    """[N, C] probabilities: photo i's centre view (view 0 of `features` [N, views, F], or `rows[i]` when given:
+    the same photo through another file, such as INT8's) scored by a head fitted on every view of the others."""
     y = np.asarray(truth)
     n, views = features.shape[:2]
-    rows = []
+    scored = features[:, 0] if rows is None else rows
+    out = []
     for i in range(n):
         keep = np.arange(n) != i
         predict = fit(features[keep].reshape(-1, features.shape[-1]), np.repeat(y[keep], views))
-        rows.append(predict(features[i, :1])[0])
-    return np.stack(rows)
+        out.append(predict(scored[i : i + 1])[0])
+    return np.stack(out)
 
 
 def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], bins: int = ECE_BINS) -> float:

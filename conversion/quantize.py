@@ -5,8 +5,10 @@ Method (ONNX Runtime's own tooling, plus the correction made for depthwise-separ
 1. `quant_pre_process` (shape inference, graph optimisation: folds the exporter's Pad nodes into the Convs);
 2. `quantize_static`, QDQ format, per-channel weights, UINT8 activations, calibrated on augmented crops of the
    *selection* half of the photos in a fixed order (seeded), so the same inputs give the same bytes. Weights are
-   7-bit (`reduce_range`): with full 8-bit weights the u8 x s8 kernels of AVX2-only CPUs saturate their 16-bit
-   sums and answer differently from VNNI CPUs (`Recipe.exact_on_every_cpu`); 7-bit ones cannot saturate;
+   full 8-bit: VNNI CPUs (AVX-512 VNNI, AVX-VNNI, AMX) compute their sums exactly, while the u8 x s8 kernels of
+   AVX2-only CPUs saturate 16-bit sums and answer differently (`Recipe.exact_on_every_cpu`), so the service
+   serves such a file natively only on VNNI CPUs (service/dataplane/cpu.py). 7-bit weights (`reduce_range`,
+   `--seven-bit-weights`) cannot saturate, at a larger error (docs/models.md);
 3. bias correction (conversion/bias_correction.py, Nagel et al. 2019): each Conv's INT32 bias is moved by the
    mean output shift its rounded weights cause, measured on calibration images;
 4. the head (everything from the last global pooling on) stays FP32: it is tiny, and a softmax over 1000 classes
@@ -17,8 +19,9 @@ Method (ONNX Runtime's own tooling, plus the correction made for depthwise-separ
    within 80 % of the budget or MAX_EXCLUDED layers were tried;
 6. the verdict, on photos calibration never saw (the held-out half) and on re-encodings of every photo as JPEG at
    several sizes, through the service's own decoding and decision rule and exact integer arithmetic
-   (conversion/onnxrun.py): no changed answer, max |dp| <= 0.03 and median |dp| <= 0.01 on every set. Only then,
-   and only for a file every CPU computes alike, does the card make INT8 its default.
+   (conversion/onnxrun.py): no changed answer, max |dp| <= 0.03 and median |dp| <= 0.01 on every set. Only then
+   does the card make INT8 its default; the card records whether every CPU computes the file alike, and the
+   service decides per CPU from that.
 """
 
 from __future__ import annotations
@@ -98,8 +101,9 @@ class Recipe:
     activations: Literal["u8", "s8"] = "u8"
     weights: Literal["u8", "s8"] = "s8"
     per_channel: bool = True
-    reduce_range: bool = True
-    """7-bit weights: exact on every x86 CPU (`exact_on_every_cpu`); 8-bit is exact only with VNNI."""
+    reduce_range: bool = False
+    """7-bit weights: exact on every x86 CPU (`exact_on_every_cpu`) but coarser; 8-bit is exact only with VNNI
+    (or AVX2 with `session.x64quantprecision=1`, at FP32's speed)."""
     quant_format: Literal["qdq", "qoperator"] = "qdq"
     crops_per_photo: int = 8
     seed: int = 0
@@ -172,8 +176,11 @@ class QuantizationReport:
 
     @property
     def acceptable(self) -> bool:
-        """Fit to be the default: within the budget, and computed the same on every x86 CPU the service runs on."""
-        return self.within_budget and self.recipe.exact_on_every_cpu
+        """Fit to be the default: within the budget as exact integer arithmetic. Where a CPU would not compute
+        it exactly at INT8's speed (`exact_on_every_cpu` false, an AVX2-only CPU), the service serves FP32 under
+        `CATDOG_PRECISION=auto` instead (service/dataplane/card.py), so the card's figures hold wherever INT8
+        serves."""
+        return self.within_budget
 
 
 # --- images -------------------------------------------------------------------------------------------------
@@ -530,7 +537,9 @@ def _alternatives(
         "static, percentile 99.999": replace(chosen, calibration="percentile"),
         "static, entropy": replace(chosen, calibration="entropy"),
         "static, S8S8": replace(chosen, activations="s8"),
-        "static, 8-bit weights (exact only on VNNI CPUs)": replace(chosen, reduce_range=not chosen.reduce_range),
+        "static, 8-bit weights" if chosen.reduce_range else "static, 7-bit weights": replace(
+            chosen, reduce_range=not chosen.reduce_range
+        ),
         "static, no bias correction": replace(chosen, bias_correction=False),
     }
     out = {}
@@ -623,8 +632,9 @@ def variant_entry(folder: Path, report: QuantizationReport) -> dict[str, Any]:
         + (
             "7-bit weights: AVX2's fast u8 x s8 kernels cannot saturate, so every x86 CPU computes the same"
             if report.recipe.exact_on_every_cpu
-            else "8-bit weights: AVX2's fast u8 x s8 kernels saturate 16-bit sums and answer differently, so this "
-            "file is never the default"
+            else "8-bit weights: native INT8 on VNNI CPUs; AVX2's fast u8 x s8 kernels saturate 16-bit sums and "
+            "answer differently, so there the service serves FP32 under CATDOG_PRECISION=auto and exact-emulated "
+            "INT8 (FP32's speed) when INT8 is asked for"
         ),
         "sensitivity": {
             "how": "qdq_loss_debug on calibration images: SQNR of each layer's INT8 output vs FP32 (sqnr_db) "
@@ -641,14 +651,18 @@ def update_card(folder: Path, report: QuantizationReport, measured: dict[str, An
     """Add `variants.int8` and `default_precision` to the folder's card; drop the old `quantization` trial.
 
     Speed is machine-dependent, so it is written only when measured (`--speed`) and otherwise carried over
-    while the INT8 file is byte-identical: rebuilding gives the same card."""
+    while the INT8 file is byte-identical: rebuilding gives the same card. So is the INT8 file's own `heldout`
+    section (conversion/quantized_heldout.py), which only a byte-identical file keeps."""
     card = read_card(folder)
     entry = variant_entry(folder, report)
     previous = card.get("variants", {}).get("int8", {})
+    same_file = previous.get("sha256") == entry["sha256"]
     if measured is not None:
         entry["speed"] = measured
-    elif previous.get("sha256") == entry["sha256"] and "speed" in previous:
+    elif same_file and "speed" in previous:
         entry["speed"] = previous["speed"]
+    if same_file and "heldout" in previous:
+        entry["heldout"] = previous["heldout"]
     card.pop("quantization", None)
     card["variants"] = {**card.get("variants", {}), "int8": entry}
     card["default_precision"] = "int8" if report.acceptable else "fp32"

@@ -22,6 +22,7 @@ from typing import Literal
 import numpy as np
 
 from service.dataplane.card import ModelCard
+from service.dataplane.cpu import this_cpu
 from service.dataplane.imaging import ImageLimits, load_tensor
 from service.dataplane.runtime import CPU, OnnxModel
 
@@ -36,13 +37,14 @@ def measure(
     precision: Literal["auto", "fp32", "int8"] = "auto",
 ) -> dict[str, float]:
     card = ModelCard.load(model_dir / model / "model.json")
-    _, file, _ = card.resolve(precision)  # as CATDOG_PRECISION picks it
+    served = card.resolve(precision, int8_native=this_cpu().native)  # as CATDOG_PRECISION picks it here
     runtime = OnnxModel(
-        model_dir / model / file,
+        model_dir / model / served.file,
         input_name=card.input.name,
         output_name=card.output.name,
         providers=[CPU],
         intra_op_threads=threads,
+        exact_int8=served.exact_int8,
     )
     files = itertools.cycle([image.read_bytes() for image in images])
     limits = ImageLimits(max_bytes=64 * 1024 * 1024, max_pixels=100_000_000)

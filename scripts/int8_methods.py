@@ -6,7 +6,7 @@ this machine (which differ from exact only where AVX2's u8 x s8 sums saturate).
     python scripts/int8_methods.py models/pretrained > artifacts/int8-methods.json
 
 The rows with the layer search are `python -m conversion quantize` (the shipped recipe) and the same with
-`Recipe(reduce_range=False)`. About 10 minutes on 2 busy cores.
+`--seven-bit-weights` (`Recipe(reduce_range=True)`). About 10 minutes on 2 busy cores.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ RECIPES = {
     "8-bit, head only FP32": q.Recipe(reduce_range=False, bias_correction=False),
     "8-bit + bias correction": q.Recipe(reduce_range=False),
     "S8S8, head only FP32": q.Recipe(reduce_range=False, bias_correction=False, activations="s8"),
-    "7-bit, head only FP32": q.Recipe(bias_correction=False),
-    "7-bit + bias correction": q.Recipe(),
+    "7-bit, head only FP32": q.Recipe(reduce_range=True, bias_correction=False),
+    "7-bit + bias correction": q.Recipe(reduce_range=True),
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -64,6 +64,20 @@ class VariantSpec(BaseModel):
     file: str
     sha256: str | None = None
     size_bytes: int | None = None
+    exact_on_every_cpu: bool = True
+    """False: the file's answers hold only where integer sums are exact (VNNI CPUs, or ONNX Runtime's exact
+    emulation); AVX2's fast INT8 kernel saturates full 8-bit weights and moves them (service/dataplane/cpu.py).
+    Older cards' 7-bit files cannot saturate, so they compute alike on every CPU."""
+
+
+class Resolved(NamedTuple):
+    """What a model serves: which file, at which precision, and how its session must run."""
+
+    precision: Precision
+    file: str
+    sha256: str | None
+    exact_int8: bool
+    """The session must emulate exact INT8 sums (`session.x64quantprecision`): INT8's answers at FP32's speed."""
 
 
 class ModelCard(BaseModel):
@@ -99,14 +113,25 @@ class ModelCard(BaseModel):
         """The precisions this card offers: always fp32, plus each known variant."""
         return [p for p in PRECISIONS if p == "fp32" or p in self.variants]
 
-    def resolve(self, wanted: Literal["auto", "fp32", "int8"]) -> tuple[Precision, str, str | None]:
-        """(precision, file, sha256) to serve for a CATDOG_PRECISION value: `auto` is the card's default; a
-        precision the card does not offer falls back to FP32 (the caller logs it)."""
+    def resolve(self, wanted: Literal["auto", "fp32", "int8"], *, int8_native: bool) -> Resolved:
+        """What to serve for a CATDOG_PRECISION value. `int8_native`: the session runs on a CPU whose INT8 dot
+        products are exact (service/dataplane/cpu.py); pass False for CUDA, since the INT8 QDQ graph is a CPU
+        file. The caller logs whatever differs from what was asked.
+
+        - `fp32`: FP32.
+        - `auto`: the card's default precision, but FP32 where that variant is not exact on every CPU and this
+          one is not native: emulated it would be no faster than FP32, unemulated its answers would move.
+        - `int8`: the variant, emulated exactly where it needs to be (the card's answers at FP32's speed).
+        - a precision the card does not offer: FP32."""
         precision: Precision = self.default_precision if wanted == "auto" else wanted
-        variant = self.variants.get(precision)
-        if precision == "fp32" or variant is None:
-            return "fp32", self.onnx.file, self.onnx.sha256
-        return precision, variant.file, variant.sha256
+        variant = self.variants.get(precision) if precision != "fp32" else None
+        fp32 = Resolved("fp32", self.onnx.file, self.onnx.sha256, exact_int8=False)
+        if variant is None:
+            return fp32
+        needs_emulation = not (variant.exact_on_every_cpu or int8_native)
+        if needs_emulation and wanted == "auto":
+            return fp32
+        return Resolved(precision, variant.file, variant.sha256, exact_int8=needs_emulation)
 
     @classmethod
     def load(cls, path: Path) -> ModelCard:

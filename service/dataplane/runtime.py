@@ -67,7 +67,10 @@ class OnnxModel:
         providers: list[str],
         intra_op_threads: int = 0,
         inter_op_threads: int = 1,
+        exact_int8: bool = False,
     ) -> None:
+        """`exact_int8`: ONNX Runtime computes INT8 dot products exactly on every CPU (for an INT8 file whose
+        card says it is not exact on every CPU, served on one without VNNI: see ModelCard.resolve)."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads or usable_cpus()
         options.inter_op_num_threads = inter_op_threads
@@ -75,6 +78,10 @@ class OnnxModel:
         # Idle intra-op threads sleep instead of spinning: with 2+ cores the decode pool runs beside inference
         # (docs/benchmarks.md), and spinning threads took its core (2 cores, large JPEGs: 22 vs 31-34 img/s).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if exact_int8:
+            # AVX2's fast u8 x s8 kernel (vpmaddubsw) saturates 16-bit pair sums of full 8-bit weights; this entry
+            # makes it sum exactly, as VNNI CPUs do and as the card's figures were measured (at FP32's speed).
+            options.add_session_config_entry("session.x64quantprecision", "1")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)

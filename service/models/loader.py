@@ -14,9 +14,10 @@ import numpy as np
 import structlog
 from pydantic import ValidationError
 
-from service.dataplane.card import ModelCard, Precision
+from service.dataplane.card import ModelCard, Precision, Resolved
+from service.dataplane.cpu import Int8Arithmetic, this_cpu
 from service.dataplane.imaging import ImageLimits, warm_up_decoders
-from service.dataplane.runtime import OnnxModel
+from service.dataplane.runtime import CPU, OnnxModel
 from service.errors import StartupError
 from service.models.layout import VersionFolder
 from service.models.safety import UnsafePath, check_external_data, inside, safe_relative
@@ -63,7 +64,7 @@ def load_version(name: str, version: VersionFolder, settings: Settings, provider
     phase: Phase = "verify"
     started = time.perf_counter()
     try:
-        card, precision, onnx_path, sha256 = _verify(name, version, settings)
+        card, served, onnx_path, sha256 = _verify(name, version, settings, providers)
         seconds["verify"] = time.perf_counter() - started
         phase, started = "session", time.perf_counter()
         runtime = OnnxModel(
@@ -73,6 +74,7 @@ def load_version(name: str, version: VersionFolder, settings: Settings, provider
             providers=providers,
             intra_op_threads=settings.intra_op_threads,
             inter_op_threads=settings.inter_op_threads,
+            exact_int8=served.exact_int8,
         )
         seconds["session"] = time.perf_counter() - started
         phase, started = "warmup", time.perf_counter()
@@ -82,32 +84,55 @@ def load_version(name: str, version: VersionFolder, settings: Settings, provider
         raise  # the provider the operator asked for is missing: not one model's problem
     except Exception as exc:
         raise LoadFailed(phase, describe(exc)) from exc
-    return LoadedVersion(card, precision, sha256, runtime, seconds)
+    return LoadedVersion(card, served.precision, sha256, runtime, seconds)
 
 
-def _verify(name: str, version: VersionFolder, settings: Settings) -> tuple[ModelCard, Precision, Path, str]:
+def _verify(
+    name: str, version: VersionFolder, settings: Settings, providers: list[str]
+) -> tuple[ModelCard, Resolved, Path, str]:
     if version.size_bytes > settings.model_max_bytes:
         raise ValueError(f"{version.size_bytes} bytes is over CATDOG_MODEL_MAX_BYTES ({settings.model_max_bytes})")
     card = ModelCard.load(version.folder / "model.json")
     if version.nested and card.version != version.version:
         raise ValueError(f"model.json says version {card.version!r} but its folder is {version.version!r}")
-    wanted = settings.precision
-    precision, file, expected = card.resolve(wanted)
-    if wanted != "auto" and precision != wanted:
-        log.warning("model_precision_unavailable", model=name, wanted=wanted, serving=precision)
+    served = _resolve(name, card, settings.precision, providers)
     try:
-        onnx_path = inside(version.folder, safe_relative(file))
+        onnx_path = inside(version.folder, safe_relative(served.file))
     except UnsafePath:
-        raise UnsafePath(f"model.json names an ONNX file outside its folder: {file!r}") from None
+        raise UnsafePath(f"model.json names an ONNX file outside its folder: {served.file!r}") from None
     digest = hashlib.sha256()
     with onnx_path.open("rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     sha256 = digest.hexdigest()
-    if expected and expected.lower() != sha256:
-        raise ValueError(f"sha256 of {onnx_path.name} is {sha256}, the card says {expected}")
+    if served.sha256 and served.sha256.lower() != sha256:
+        raise ValueError(f"sha256 of {onnx_path.name} is {sha256}, the card says {served.sha256}")
     check_external_data(onnx_path, version.folder)
-    return card, precision, onnx_path, sha256
+    return card, served, onnx_path, sha256
+
+
+def _resolve(name: str, card: ModelCard, wanted: Literal["auto", "fp32", "int8"], providers: list[str]) -> Resolved:
+    """The card's choice for CATDOG_PRECISION on this machine, logged where it is not what was asked."""
+    arithmetic = _int8_arithmetic(providers)
+    served = card.resolve(wanted, int8_native=arithmetic.native)
+    asked: Precision = card.default_precision if wanted == "auto" else wanted
+    if served.precision != asked and wanted == "auto":
+        reason = f"the {asked} file answers as its card says only with exact INT8 sums, here no faster than FP32: "
+        reason += arithmetic.reason
+        log.info("model_precision_fallback", model=name, wanted=asked, serving=served.precision, reason=reason)
+    elif served.precision != asked:
+        log.warning("model_precision_unavailable", model=name, wanted=wanted, serving=served.precision)
+    if served.exact_int8:
+        log.info("model_int8_exact_emulation", model=name, precision=served.precision, reason=arithmetic.reason)
+    return served
+
+
+def _int8_arithmetic(providers: list[str]) -> Int8Arithmetic:
+    """This CPU's INT8 arithmetic (read once per process); never native under another provider, since the INT8
+    QDQ graph is a CPU file."""
+    if providers[0] != CPU:
+        return Int8Arithmetic(False, f"{providers[0]} runs the session: the INT8 QDQ graph is a CPU file")
+    return this_cpu()
 
 
 def warm_up(runtime: OnnxModel, card: ModelCard, settings: Settings) -> None:

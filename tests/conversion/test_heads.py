@@ -67,6 +67,21 @@ def test_leave_one_out_never_fits_on_the_photo_it_answers() -> None:
     assert (probs[:, 0] == 1).all()  # the answered row was always one of the left-out views
 
 
+def test_leave_one_out_answers_with_the_rows_given_and_fits_on_the_features() -> None:
+    """INT8's held-out figures: fold heads fitted on FP32's features, each photo answered by its INT8 row."""
+    features = np.zeros((3, 2, 1))
+    rows = np.array([[10.0], [20.0], [30.0]])
+    fitted_on: list[set[float]] = []
+
+    def fit(x: np.ndarray, y: np.ndarray):  # type: ignore[no-untyped-def]
+        fitted_on.append({float(v) for v in x[:, 0]})
+        return lambda r: np.array([[float(r[0, 0]), 0.0, 0.0]])
+
+    probs = leave_one_out(features, [0, 1, 2], fit, rows=rows)
+    assert probs[:, 0].tolist() == [10.0, 20.0, 30.0]
+    assert fitted_on == [{0.0}] * 3  # never on a row
+
+
 def test_ece_is_zero_when_confidence_matches_accuracy_and_counts_the_gap() -> None:
     assert expected_calibration_error([1.0, 1.0], [True, True]) == 0
     assert expected_calibration_error([0.75] * 4, [True, True, True, False]) == pytest.approx(0)

@@ -38,7 +38,8 @@ def test_writes_the_int8_file_and_an_additive_card_section(quantized: Path) -> N
     assert sets["bundled"]["images"] == 6
     assert sets["held-out"]["images"] == 3  # every second photo of each class
     assert entry["within_budget"] == all(s["within_budget"] for s in sets.values())
-    assert entry["exact_on_every_cpu"] is True  # the default recipe: 7-bit weights
+    assert entry["exact_on_every_cpu"] is False  # the default recipe: 8-bit weights, exact only on VNNI CPUs
+    assert entry["method"]["recipe"]["reduce_range"] is False
     assert card["default_precision"] == ("int8" if entry["within_budget"] else "fp32")
     assert entry["method"]["recipe"]["bias_correction"] is True
     layers = [r["layer"] for r in entry["bias_corrections"]]
@@ -137,12 +138,13 @@ def test_compare_counts_label_changes_under_the_decision_rule() -> None:
     assert not result.within_budget
 
 
-@pytest.mark.parametrize(("reduce_range", "default"), [(False, "fp32"), (True, "int8")])
-def test_only_a_file_every_cpu_computes_alike_becomes_the_default(
-    few_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reduce_range: bool, default: str
+@pytest.mark.parametrize("reduce_range", [False, True])
+def test_a_file_within_the_budget_becomes_the_default_and_says_where_it_is_exact(
+    few_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reduce_range: bool
 ) -> None:
-    """Within the budget is not enough: full 8-bit weights saturate AVX2's fast kernels (the file answers
-    differently there), so only 7-bit weights may be served by default."""
+    """Within the budget (as exact integer arithmetic) makes INT8 the default whatever the weights' range; the
+    card records whether every CPU computes the file alike (7-bit) or only VNNI ones (8-bit), and the service
+    serves FP32 under `auto` where it would not be exact at INT8's speed (tests/service/test_precision.py)."""
     monkeypatch.setattr(q, "MAX_SHIFT", 1.0)
     monkeypatch.setattr(q, "MEDIAN_SHIFT", 1.0)
     folder = write_model_dir(tmp_path, "tiny", labels=("cat", "dog", "other"), model=build_tiny_cnn())
@@ -150,4 +152,15 @@ def test_only_a_file_every_cpu_computes_alike_becomes_the_default(
     summary = q.quantize_folder(folder, read_manifest(few_photos), recipe=recipe)
     assert summary["within_budget"] is True
     assert summary["exact_on_every_cpu"] is reduce_range
-    assert read_card(folder)["default_precision"] == default
+    card = read_card(folder)
+    assert card["default_precision"] == "int8"
+
+
+def test_a_file_outside_the_budget_is_not_the_default(
+    few_photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(q, "MAX_SHIFT", -1.0)  # nothing is within a negative budget
+    folder = write_model_dir(tmp_path, "tiny", labels=("cat", "dog", "other"), model=build_tiny_cnn())
+    summary = q.quantize_folder(folder, read_manifest(few_photos), recipe=q.Recipe(crops_per_photo=1))
+    assert summary["within_budget"] is False
+    assert read_card(folder)["default_precision"] == "fp32"

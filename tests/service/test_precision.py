@@ -1,7 +1,9 @@
 """CATDOG_PRECISION and the card's variants: which ONNX file serves, and that the service says so.
 
 The INT8 variant here is a different colour classifier (red is dog), so the answer itself shows which file ran:
-a test that only read the reported precision could pass while the FP32 file served.
+a test that only read the reported precision could pass while the FP32 file served. Where a variant is not exact
+on every CPU, what `auto` serves depends on this machine's CPU (service/dataplane/cpu.py): the expectations read
+it too, so they hold on a VNNI machine as on an AVX2 one.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx
 import pytest
 
-from service.dataplane.card import ModelCard
+from service.dataplane.card import ModelCard, Resolved
+from service.dataplane.cpu import this_cpu
 from tests.support.images import RED, encode, solid
 from tests.support.onnx_models import RED_IS_CAT, build_colour_classifier, write_model_dir
 from tests.support.server import ServiceProcess
@@ -24,7 +27,23 @@ from tests.support.server import ServiceProcess
 RED_IS_DOG = RED_IS_CAT[:, ::-1].copy()
 
 
-def _add_variant(folder: Path, model: onnx.ModelProto, *, default: str = "fp32", sha256: str | None = None) -> None:
+NATIVE = this_cpu().native
+"""This machine computes INT8 sums exactly (VNNI): `auto` serves an INT8 default that is not exact on every CPU."""
+
+
+def _heldout(correct: int) -> dict[str, Any]:
+    return {"method": "test", "correct": correct, "total": 4, "per_class": {"cat": {"correct": correct, "total": 4}}}
+
+
+def _add_variant(
+    folder: Path,
+    model: onnx.ModelProto,
+    *,
+    default: str = "fp32",
+    sha256: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """`extra`: more keys of the variant's entry (exact_on_every_cpu, heldout)."""
     data = model.SerializeToString()
     (folder / "model.int8.onnx").write_bytes(data)
     card: dict[str, Any] = json.loads((folder / "model.json").read_text())
@@ -34,6 +53,7 @@ def _add_variant(folder: Path, model: onnx.ModelProto, *, default: str = "fp32",
             "precision": "int8",
             "sha256": sha256 or hashlib.sha256(data).hexdigest(),
             "size_bytes": len(data),
+            **(extra or {}),
         }
     }
     card["default_precision"] = default
@@ -42,10 +62,15 @@ def _add_variant(folder: Path, model: onnx.ModelProto, *, default: str = "fp32",
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """both: FP32 + INT8 (default fp32); int8default: INT8 is the card's default; plain: an old card, FP32 only."""
+    """both: FP32 + INT8 (default fp32); int8default: INT8 is the card's default; inexact: INT8 is the default
+    but exact only where INT8 sums are (full 8-bit weights), with held-out figures of its own beside FP32's;
+    plain: an old card, FP32 only."""
     root = tmp_path_factory.mktemp("precision")
     _add_variant(write_model_dir(root, "both"), build_colour_classifier(RED_IS_DOG))
     _add_variant(write_model_dir(root, "int8default"), build_colour_classifier(RED_IS_DOG), default="int8")
+    inexact = write_model_dir(root, "inexact", card_overrides={"heldout": _heldout(4)})
+    extra = {"exact_on_every_cpu": False, "heldout": _heldout(3)}
+    _add_variant(inexact, build_colour_classifier(RED_IS_DOG), default="int8", extra=extra)
     write_model_dir(root, "plain")
     return root
 
@@ -71,10 +96,36 @@ def _info(svc: ServiceProcess) -> dict[str, str]:
 
 # (setting, model) -> (precision served, answer to a red image)
 EXPECTED = {
-    "auto": {"both": ("fp32", "cat"), "int8default": ("int8", "dog"), "plain": ("fp32", "cat")},
-    "fp32": {"both": ("fp32", "cat"), "int8default": ("fp32", "cat"), "plain": ("fp32", "cat")},
-    "int8": {"both": ("int8", "dog"), "int8default": ("int8", "dog"), "plain": ("fp32", "cat")},
+    "auto": {
+        "both": ("fp32", "cat"),
+        "int8default": ("int8", "dog"),
+        "inexact": ("int8", "dog") if NATIVE else ("fp32", "cat"),
+        "plain": ("fp32", "cat"),
+    },
+    "fp32": {
+        "both": ("fp32", "cat"),
+        "int8default": ("fp32", "cat"),
+        "inexact": ("fp32", "cat"),
+        "plain": ("fp32", "cat"),
+    },
+    "int8": {
+        "both": ("int8", "dog"),
+        "int8default": ("int8", "dog"),
+        "inexact": ("int8", "dog"),
+        "plain": ("fp32", "cat"),
+    },
 }
+# setting -> the models logged as: no file of that precision, INT8 default served as FP32, INT8 emulated exactly
+# (the last two on this CPU)
+UNAVAILABLE = {"auto": [], "fp32": [], "int8": ["plain"]}
+FALLBACKS = {"auto": [] if NATIVE else ["inexact"], "fp32": [], "int8": []}
+EMULATED = {"auto": [], "fp32": [], "int8": [] if NATIVE else ["inexact"]}
+
+
+def _logged(svc: ServiceProcess, event: str, expected: list[str]) -> list[str]:
+    """The models `event` was logged for, once the expected ones are there (or its deadline has passed)."""
+    records = svc.wait_for_log(lambda r: r.get("event") == event, count=len(expected))
+    return [r["model"] for r in records]
 
 
 @pytest.mark.parametrize("setting", sorted(EXPECTED))
@@ -91,8 +142,15 @@ def test_the_setting_picks_the_file_and_the_service_reports_it(repository: Path,
             assert body["sha256"] == expected_sha
             assert _label(svc, model) == label, (setting, model)
             assert info[model] == precision
-        fallbacks = [r for r in svc.logs() if r.get("event") == "model_precision_unavailable"]
-        assert [r["model"] for r in fallbacks] == (["plain"] if setting == "int8" else [])
+            if model == "inexact":  # held-out figures of the file served: INT8's own section (3 of 4), else FP32's
+                assert body["heldout"]["correct"] == (3 if precision == "int8" else 4), body
+        assert _logged(svc, "model_precision_unavailable", UNAVAILABLE[setting]) == UNAVAILABLE[setting]
+        assert _logged(svc, "model_precision_fallback", FALLBACKS[setting]) == FALLBACKS[setting]
+        assert _logged(svc, "model_int8_exact_emulation", EMULATED[setting]) == EMULATED[setting]
+        reasons = [
+            r for r in svc.logs() if r.get("event") in {"model_precision_fallback", "model_int8_exact_emulation"}
+        ]
+        assert all(r["reason"] for r in reasons), reasons
 
 
 def test_a_variant_with_the_wrong_hash_fails_that_model_only(tmp_path: Path) -> None:
@@ -110,15 +168,58 @@ def test_card_resolution_and_validation() -> None:
     base = json.loads(json.dumps(_card()))
     card = ModelCard.model_validate(base)
     assert card.precisions == ["fp32"]
-    assert card.resolve("int8") == ("fp32", "model.onnx", None)
+    for native in (False, True):
+        assert card.resolve("int8", int8_native=native) == Resolved("fp32", "model.onnx", None, exact_int8=False)
     with_variant = {**base, "variants": {"int8": {"file": "model.int8.onnx", "sha256": "ab"}}}
-    assert ModelCard.model_validate(with_variant).resolve("auto") == ("fp32", "model.onnx", None)
-    assert ModelCard.model_validate(with_variant).resolve("int8") == ("int8", "model.int8.onnx", "ab")
+    assert ModelCard.model_validate(with_variant).resolve("auto", int8_native=False) == FP32
+    assert ModelCard.model_validate(with_variant).resolve("int8", int8_native=False) == INT8
     default_int8 = {**with_variant, "default_precision": "int8"}
-    assert ModelCard.model_validate(default_int8).resolve("auto")[0] == "int8"
-    assert ModelCard.model_validate(default_int8).resolve("fp32")[0] == "fp32"
+    assert ModelCard.model_validate(default_int8).resolve("auto", int8_native=False).precision == "int8"
+    assert ModelCard.model_validate(default_int8).resolve("fp32", int8_native=True).precision == "fp32"
     with pytest.raises(ValueError, match="default_precision"):
         ModelCard.model_validate({**base, "default_precision": "int8"})
+
+
+FP32 = Resolved("fp32", "model.onnx", None, exact_int8=False)
+INT8 = Resolved("int8", "model.int8.onnx", "ab", exact_int8=False)
+INT8_EMULATED = INT8._replace(exact_int8=True)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "default", "exact_on_every_cpu", "native", "served"),
+    [
+        # fp32 is fp32, whatever the CPU and the card's default
+        ("fp32", "int8", False, False, FP32),
+        ("fp32", "int8", False, True, FP32),
+        # auto, default fp32: fp32
+        ("auto", "fp32", False, True, FP32),
+        # auto, default int8: int8 wherever the file answers as its card says without emulation
+        ("auto", "int8", True, False, INT8),
+        ("auto", "int8", True, True, INT8),
+        ("auto", "int8", False, True, INT8),
+        # ... and fp32 where it would need emulation (no faster than FP32 there)
+        ("auto", "int8", False, False, FP32),
+        # int8 forced: the file, emulated exactly only where it needs it
+        ("int8", "fp32", False, False, INT8_EMULATED),
+        ("int8", "int8", False, False, INT8_EMULATED),
+        ("int8", "fp32", False, True, INT8),
+        ("int8", "fp32", True, False, INT8),
+        ("int8", "fp32", True, True, INT8),
+    ],
+)
+def test_resolve_by_cpu_and_variant(
+    wanted: Literal["auto", "fp32", "int8"], default: str, exact_on_every_cpu: bool, native: bool, served: Resolved
+) -> None:
+    variant = {"file": "model.int8.onnx", "sha256": "ab", "exact_on_every_cpu": exact_on_every_cpu}
+    card = ModelCard.model_validate({**_card(), "variants": {"int8": variant}, "default_precision": default})
+    assert card.resolve(wanted, int8_native=native) == served
+
+
+def test_exact_on_every_cpu_is_true_unless_the_card_says_otherwise() -> None:
+    """Older cards (no key) and 7-bit files (`true`) compute alike on every CPU."""
+    variant = ModelCard.model_validate({**_card(), "variants": {"int8": {"file": "model.int8.onnx"}}}).variants["int8"]
+    assert variant.exact_on_every_cpu is True
+    assert "exact_on_every_cpu" not in (variant.model_extra or {})
 
 
 def _card() -> dict[str, Any]:

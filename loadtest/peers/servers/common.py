@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from service.dataplane.card import InputSpec, ModelCard, Preprocessing
+from service.dataplane.cpu import this_cpu
 from service.dataplane.imaging import ImageLimits, load_tensor
 from service.dataplane.postprocess import softmax
 from service.dataplane.runtime import CPU, OnnxModel
@@ -93,12 +94,14 @@ class Classifier:
             self.runtime = _CardSession(path / self.onnx_file, self.card.input.name, self.card.output.name)
         else:
             # The file `catdog serve` picks for the same CATDOG_PRECISION (auto: the card's default precision).
-            self.onnx_file = self.card.resolve(precision)[1]
+            served = self.card.resolve(precision, int8_native=this_cpu().native)
+            self.onnx_file = served.file
             self.runtime = OnnxModel(
                 path / self.onnx_file,
                 input_name=self.card.input.name,
                 output_name=self.card.output.name,
                 providers=[CPU],
+                exact_int8=served.exact_int8,
             )
         self.predict([_blank_jpeg()])  # warm-up, as catdog does before it reports ready
 

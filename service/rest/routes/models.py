@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from pydantic import ValidationError
 
+from service.dataplane.card import ModelCard, Precision
 from service.dataplane.dataplane import DataPlane
 from service.dataplane.repository import ServedModel
 from service.rest.schemas import ErrorResponse, HeldOutBody, InputBody, ModelBody, ModelsResponse
@@ -31,14 +30,17 @@ def describe(model: ServedModel) -> ModelBody:
         precision=model.precision,
         precisions=list(card.precisions),
         license=card.license,
-        heldout=_heldout(card.model_extra or {}),
+        heldout=_heldout(card, model.precision),
         caveat=(card.model_extra or {}).get("caveat"),
     )
 
 
-def _heldout(extra: dict[str, Any]) -> HeldOutBody | None:
-    """The card's held-out summary, when it has one that reads (a card's extra sections are not validated)."""
-    section = extra.get("heldout")
+def _heldout(card: ModelCard, precision: Precision | None) -> HeldOutBody | None:
+    """The held-out summary of the file being served, when it has one that reads (a card's extra sections are
+    not validated): a variant's own section (its figures differ from FP32's), else the card's."""
+    variant = card.variants.get(precision) if precision and precision != "fp32" else None
+    own = (variant.model_extra or {}).get("heldout") if variant else None
+    section = own if isinstance(own, dict) else (card.model_extra or {}).get("heldout")
     if not isinstance(section, dict):
         return None
     try:
