@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seven-bit-weights",
         action="store_true",
         help="7-bit weights: the same answers on AVX2-only CPUs too, but a larger error; default 8-bit (native on "
-        "VNNI CPUs, FP32 served under auto elsewhere)",
+        "VNNI CPUs, exact sums emulated elsewhere)",
     )
     p.set_defaults(handler=_cmd_quantize)
 

@@ -7,8 +7,8 @@ Method (ONNX Runtime's own tooling, plus the correction made for depthwise-separ
    *selection* half of the photos in a fixed order (seeded), so the same inputs give the same bytes. Weights are
    full 8-bit: VNNI CPUs (AVX-512 VNNI, AVX-VNNI, AMX) compute their sums exactly, while the u8 x s8 kernels of
    AVX2-only CPUs saturate 16-bit sums and answer differently (`Recipe.exact_on_every_cpu`), so the service
-   serves such a file natively only on VNNI CPUs (service/dataplane/cpu.py). 7-bit weights (`reduce_range`,
-   `--seven-bit-weights`) cannot saturate, at a larger error (docs/models.md);
+   runs such a file natively only on VNNI CPUs and emulates exact sums elsewhere (service/dataplane/cpu.py).
+   7-bit weights (`reduce_range`, `--seven-bit-weights`) cannot saturate, at a larger error (docs/models.md);
 3. bias correction (conversion/bias_correction.py, Nagel et al. 2019): each Conv's INT32 bias is moved by the
    mean output shift its rounded weights cause, measured on calibration images;
 4. the head (everything from the last global pooling on) stays FP32: it is tiny, and a softmax over 1000 classes
@@ -21,7 +21,7 @@ Method (ONNX Runtime's own tooling, plus the correction made for depthwise-separ
    several sizes, through the service's own decoding and decision rule and exact integer arithmetic
    (conversion/onnxrun.py): no changed answer, max |dp| <= 0.03 and median |dp| <= 0.01 on every set. Only then
    does the card make INT8 its default; the card records whether every CPU computes the file alike, and the
-   service decides per CPU from that.
+   service decides per CPU whether to emulate exact sums.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Recipe:
     per_channel: bool = True
     reduce_range: bool = False
     """7-bit weights: exact on every x86 CPU (`exact_on_every_cpu`) but coarser; 8-bit is exact only with VNNI
-    (or AVX2 with `session.x64quantprecision=1`, at FP32's speed)."""
+    (or AVX2 with `session.x64quantprecision=1`, a little faster than FP32 there)."""
     quant_format: Literal["qdq", "qoperator"] = "qdq"
     crops_per_photo: int = 8
     seed: int = 0
@@ -176,10 +176,9 @@ class QuantizationReport:
 
     @property
     def acceptable(self) -> bool:
-        """Fit to be the default: within the budget as exact integer arithmetic. Where a CPU would not compute
-        it exactly at INT8's speed (`exact_on_every_cpu` false, an AVX2-only CPU), the service serves FP32 under
-        `CATDOG_PRECISION=auto` instead (service/dataplane/card.py), so the card's figures hold wherever INT8
-        serves."""
+        """Fit to be the default: within the budget as exact integer arithmetic. Where a CPU's fast kernels would
+        not compute it exactly (`exact_on_every_cpu` false, an AVX2-only CPU), the service emulates exact sums
+        (service/dataplane/card.py), so the card's figures hold on every CPU."""
         return self.within_budget
 
 
@@ -633,8 +632,8 @@ def variant_entry(folder: Path, report: QuantizationReport) -> dict[str, Any]:
             "7-bit weights: AVX2's fast u8 x s8 kernels cannot saturate, so every x86 CPU computes the same"
             if report.recipe.exact_on_every_cpu
             else "8-bit weights: native INT8 on VNNI CPUs; AVX2's fast u8 x s8 kernels saturate 16-bit sums and "
-            "answer differently, so there the service serves FP32 under CATDOG_PRECISION=auto and exact-emulated "
-            "INT8 (FP32's speed) when INT8 is asked for"
+            "answer differently, so there the service runs the file with exact sums emulated "
+            "(session.x64quantprecision=1): the same answers on every CPU"
         ),
         "sensitivity": {
             "how": "qdq_loss_debug on calibration images: SQNR of each layer's INT8 output vs FP32 (sqnr_db) "

@@ -77,7 +77,8 @@ class Resolved(NamedTuple):
     file: str
     sha256: str | None
     exact_int8: bool
-    """The session must emulate exact INT8 sums (`session.x64quantprecision`): INT8's answers at FP32's speed."""
+    """The session must emulate exact INT8 sums (`session.x64quantprecision`): the card's INT8 answers on a CPU
+    without VNNI, a little faster than FP32 there instead of INT8's full speed."""
 
 
 class ModelCard(BaseModel):
@@ -113,25 +114,25 @@ class ModelCard(BaseModel):
         """The precisions this card offers: always fp32, plus each known variant."""
         return [p for p in PRECISIONS if p == "fp32" or p in self.variants]
 
-    def resolve(self, wanted: Literal["auto", "fp32", "int8"], *, int8_native: bool) -> Resolved:
-        """What to serve for a CATDOG_PRECISION value. `int8_native`: the session runs on a CPU whose INT8 dot
-        products are exact (service/dataplane/cpu.py); pass False for CUDA, since the INT8 QDQ graph is a CPU
-        file. The caller logs whatever differs from what was asked.
+    def resolve(self, wanted: Literal["auto", "fp32", "int8"], *, int8_native: bool, on_cpu: bool = True) -> Resolved:
+        """What to serve for a CATDOG_PRECISION value; the caller logs whatever differs from what was asked.
+
+        `int8_native`: this CPU sums INT8 dot products exactly (VNNI; service/dataplane/cpu.py). An INT8 file that
+        is not exact on every CPU then runs natively; elsewhere its session emulates exact sums, so every machine
+        gives the card's answers (AVX2's fast kernels would move them; emulated it is still a little faster than
+        FP32 there, docs/benchmarks.md). `on_cpu`: False under another execution provider (CUDA), where `auto`
+        serves FP32, since the QDQ INT8 graph is a CPU file.
 
         - `fp32`: FP32.
-        - `auto`: the card's default precision, but FP32 where that variant is not exact on every CPU and this
-          one is not native: emulated it would be no faster than FP32, unemulated its answers would move.
-        - `int8`: the variant, emulated exactly where it needs to be (the card's answers at FP32's speed).
+        - `auto`: the card's default precision (FP32 off the CPU).
+        - `int8`: the variant.
         - a precision the card does not offer: FP32."""
         precision: Precision = self.default_precision if wanted == "auto" else wanted
         variant = self.variants.get(precision) if precision != "fp32" else None
-        fp32 = Resolved("fp32", self.onnx.file, self.onnx.sha256, exact_int8=False)
-        if variant is None:
-            return fp32
-        needs_emulation = not (variant.exact_on_every_cpu or int8_native)
-        if needs_emulation and wanted == "auto":
-            return fp32
-        return Resolved(precision, variant.file, variant.sha256, exact_int8=needs_emulation)
+        if variant is None or (wanted == "auto" and not on_cpu):
+            return Resolved("fp32", self.onnx.file, self.onnx.sha256, exact_int8=False)
+        emulate = on_cpu and not (variant.exact_on_every_cpu or int8_native)
+        return Resolved(precision, variant.file, variant.sha256, exact_int8=emulate)
 
     @classmethod
     def load(cls, path: Path) -> ModelCard:

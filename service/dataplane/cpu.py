@@ -1,10 +1,11 @@
 """Does this CPU compute INT8 dot products exactly? ONNX Runtime's INT8 kernels (QDQ: u8 activations x s8
 weights) sum in 32 bits on CPUs with VNNI (AVX-512 VNNI, AVX-VNNI) or AMX-INT8. On AVX2-only x86 CPUs the fast
 kernel (`vpmaddubsw`) saturates 16-bit pair sums when weights use the full 8-bit range, and the answers move;
-there only ONNX Runtime's exact emulation (`session.x64quantprecision`, FP32's speed) gives the card's answers.
+there only ONNX Runtime's exact emulation (`session.x64quantprecision`, slower than the fast kernels) gives the
+card's answers.
 
 Anything unknown (no /proc/cpuinfo, not x86, no `flags` line) counts as not native: the safe side, since the
-caller then serves FP32 or emulates exactly, and never serves saturated answers.
+caller then asks for exact sums (an x64 setting that other CPUs ignore), and never serves saturated answers.
 """
 
 from __future__ import annotations

@@ -113,26 +113,18 @@ def _verify(
 
 def _resolve(name: str, card: ModelCard, wanted: Literal["auto", "fp32", "int8"], providers: list[str]) -> Resolved:
     """The card's choice for CATDOG_PRECISION on this machine, logged where it is not what was asked."""
-    arithmetic = _int8_arithmetic(providers)
-    served = card.resolve(wanted, int8_native=arithmetic.native)
+    on_cpu = providers[0] == CPU
+    arithmetic = this_cpu() if on_cpu else Int8Arithmetic(False, f"{providers[0]} runs the session")
+    served = card.resolve(wanted, int8_native=arithmetic.native, on_cpu=on_cpu)
     asked: Precision = card.default_precision if wanted == "auto" else wanted
     if served.precision != asked and wanted == "auto":
-        reason = f"the {asked} file answers as its card says only with exact INT8 sums, here no faster than FP32: "
-        reason += arithmetic.reason
+        reason = f"{providers[0]} runs the session and the INT8 QDQ graph is a CPU file"
         log.info("model_precision_fallback", model=name, wanted=asked, serving=served.precision, reason=reason)
     elif served.precision != asked:
         log.warning("model_precision_unavailable", model=name, wanted=wanted, serving=served.precision)
     if served.exact_int8:
         log.info("model_int8_exact_emulation", model=name, precision=served.precision, reason=arithmetic.reason)
     return served
-
-
-def _int8_arithmetic(providers: list[str]) -> Int8Arithmetic:
-    """This CPU's INT8 arithmetic (read once per process); never native under another provider, since the INT8
-    QDQ graph is a CPU file."""
-    if providers[0] != CPU:
-        return Int8Arithmetic(False, f"{providers[0]} runs the session: the INT8 QDQ graph is a CPU file")
-    return this_cpu()
 
 
 def warm_up(runtime: OnnxModel, card: ModelCard, settings: Settings) -> None:

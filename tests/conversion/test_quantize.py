@@ -144,7 +144,7 @@ def test_a_file_within_the_budget_becomes_the_default_and_says_where_it_is_exact
 ) -> None:
     """Within the budget (as exact integer arithmetic) makes INT8 the default whatever the weights' range; the
     card records whether every CPU computes the file alike (7-bit) or only VNNI ones (8-bit), and the service
-    serves FP32 under `auto` where it would not be exact at INT8's speed (tests/service/test_precision.py)."""
+    emulates exact sums where the fast kernels would not compute them (tests/service/test_precision.py)."""
     monkeypatch.setattr(q, "MAX_SHIFT", 1.0)
     monkeypatch.setattr(q, "MEDIAN_SHIFT", 1.0)
     folder = write_model_dir(tmp_path, "tiny", labels=("cat", "dog", "other"), model=build_tiny_cnn())

@@ -2,8 +2,8 @@
 
 The INT8 variant here is a different colour classifier (red is dog), so the answer itself shows which file ran:
 a test that only read the reported precision could pass while the FP32 file served. Where a variant is not exact
-on every CPU, what `auto` serves depends on this machine's CPU (service/dataplane/cpu.py): the expectations read
-it too, so they hold on a VNNI machine as on an AVX2 one.
+on every CPU, whether its session emulates exact sums depends on this machine's CPU (service/dataplane/cpu.py):
+the expectations read it too, so they hold on a VNNI machine as on an AVX2 one.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ RED_IS_DOG = RED_IS_CAT[:, ::-1].copy()
 
 
 NATIVE = this_cpu().native
-"""This machine computes INT8 sums exactly (VNNI): `auto` serves an INT8 default that is not exact on every CPU."""
+"""This machine computes INT8 sums exactly (VNNI): a file not exact on every CPU needs no emulation here."""
 
 
 def _heldout(correct: int) -> dict[str, Any]:
@@ -99,7 +99,7 @@ EXPECTED = {
     "auto": {
         "both": ("fp32", "cat"),
         "int8default": ("int8", "dog"),
-        "inexact": ("int8", "dog") if NATIVE else ("fp32", "cat"),
+        "inexact": ("int8", "dog"),
         "plain": ("fp32", "cat"),
     },
     "fp32": {
@@ -115,11 +115,11 @@ EXPECTED = {
         "plain": ("fp32", "cat"),
     },
 }
-# setting -> the models logged as: no file of that precision, INT8 default served as FP32, INT8 emulated exactly
-# (the last two on this CPU)
+# setting -> the models logged as: no file of that precision; INT8 default served as FP32 (only off the CPU);
+# INT8 with exact sums emulated (on a CPU without VNNI)
 UNAVAILABLE = {"auto": [], "fp32": [], "int8": ["plain"]}
-FALLBACKS = {"auto": [] if NATIVE else ["inexact"], "fp32": [], "int8": []}
-EMULATED = {"auto": [], "fp32": [], "int8": [] if NATIVE else ["inexact"]}
+FALLBACKS: dict[str, list[str]] = {"auto": [], "fp32": [], "int8": []}  # only off the CPU (CUDA), not run here
+EMULATED = {"auto": [] if NATIVE else ["inexact"], "fp32": [], "int8": [] if NATIVE else ["inexact"]}
 
 
 def _logged(svc: ServiceProcess, event: str, expected: list[str]) -> list[str]:
@@ -186,33 +186,42 @@ INT8_EMULATED = INT8._replace(exact_int8=True)
 
 
 @pytest.mark.parametrize(
-    ("wanted", "default", "exact_on_every_cpu", "native", "served"),
+    ("wanted", "default", "exact_on_every_cpu", "native", "on_cpu", "served"),
     [
         # fp32 is fp32, whatever the CPU and the card's default
-        ("fp32", "int8", False, False, FP32),
-        ("fp32", "int8", False, True, FP32),
+        ("fp32", "int8", False, False, True, FP32),
+        ("fp32", "int8", False, True, True, FP32),
         # auto, default fp32: fp32
-        ("auto", "fp32", False, True, FP32),
-        # auto, default int8: int8 wherever the file answers as its card says without emulation
-        ("auto", "int8", True, False, INT8),
-        ("auto", "int8", True, True, INT8),
-        ("auto", "int8", False, True, INT8),
-        # ... and fp32 where it would need emulation (no faster than FP32 there)
-        ("auto", "int8", False, False, FP32),
+        ("auto", "fp32", False, True, True, FP32),
+        # auto, default int8: int8 on every CPU, natively where the file answers as its card says without help
+        ("auto", "int8", True, False, True, INT8),
+        ("auto", "int8", True, True, True, INT8),
+        ("auto", "int8", False, True, True, INT8),
+        # ... and with exact sums emulated where the fast kernels would move its answers
+        ("auto", "int8", False, False, True, INT8_EMULATED),
+        # off the CPU (CUDA) auto serves FP32: the QDQ graph is a CPU file; forced INT8 runs as it is
+        ("auto", "int8", False, False, False, FP32),
+        ("auto", "int8", True, False, False, FP32),
+        ("int8", "int8", False, False, False, INT8),
         # int8 forced: the file, emulated exactly only where it needs it
-        ("int8", "fp32", False, False, INT8_EMULATED),
-        ("int8", "int8", False, False, INT8_EMULATED),
-        ("int8", "fp32", False, True, INT8),
-        ("int8", "fp32", True, False, INT8),
-        ("int8", "fp32", True, True, INT8),
+        ("int8", "fp32", False, False, True, INT8_EMULATED),
+        ("int8", "int8", False, False, True, INT8_EMULATED),
+        ("int8", "fp32", False, True, True, INT8),
+        ("int8", "fp32", True, False, True, INT8),
+        ("int8", "fp32", True, True, True, INT8),
     ],
 )
 def test_resolve_by_cpu_and_variant(
-    wanted: Literal["auto", "fp32", "int8"], default: str, exact_on_every_cpu: bool, native: bool, served: Resolved
+    wanted: Literal["auto", "fp32", "int8"],
+    default: str,
+    exact_on_every_cpu: bool,
+    native: bool,
+    on_cpu: bool,
+    served: Resolved,
 ) -> None:
     variant = {"file": "model.int8.onnx", "sha256": "ab", "exact_on_every_cpu": exact_on_every_cpu}
     card = ModelCard.model_validate({**_card(), "variants": {"int8": variant}, "default_precision": default})
-    assert card.resolve(wanted, int8_native=native) == served
+    assert card.resolve(wanted, int8_native=native, on_cpu=on_cpu) == served
 
 
 def test_exact_on_every_cpu_is_true_unless_the_card_says_otherwise() -> None:
