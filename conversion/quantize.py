@@ -103,7 +103,7 @@ class Recipe:
     per_channel: bool = True
     reduce_range: bool = False
     """7-bit weights: exact on every x86 CPU (`exact_on_every_cpu`) but coarser; 8-bit is exact only with VNNI
-    (or AVX2 with `session.x64quantprecision=1`, a little faster than FP32 there)."""
+    (or AVX2 with `session.x64quantprecision=1`, about FP32's speed there)."""
     quant_format: Literal["qdq", "qoperator"] = "qdq"
     crops_per_photo: int = 8
     seed: int = 0

@@ -158,11 +158,18 @@ def saturate(url: str, pid: int, reqs: list[bytes], concurrency: int, seconds: f
 
 
 def start_baseline(
-    stack: contextlib.ExitStack, rev: str, env: dict[str, str], cpus: str
+    stack: contextlib.ExitStack, rev: str, env: dict[str, str], cpus: str, models: list[str] | None = None
 ) -> tuple[str, str, subprocess.Popen[bytes]]:
-    """`catdog serve` of revision `rev` on `cpus`, with this tree's venv, models and settings."""
+    """`catdog serve` of revision `rev` on `cpus`, with this tree's venv and settings, and this tree's models or,
+    given `models`, those of the revision's own models/ (its shipped cards and files: a card change is measured
+    as users get it, each side with its own defaults)."""
     path = stack.enter_context(worktree(rev))
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, check=True, capture_output=True, text=True)
+    if models is not None:
+        own = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="catdog-baseline-models-")))
+        for name in models:
+            (own / name).symlink_to(path / "models" / name, target_is_directory=True)
+        env = {**env, "CATDOG_MODEL_DIR": str(own)}
     cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
     url, proc, _ = stack.enter_context(server(cmd, {**env, "CATDOG_GRPC_PORT": str(_free_port())}, cpus, cwd=path))
     return url, commit.stdout.strip(), proc
@@ -199,8 +206,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stack = contextlib.ExitStack()  # the baseline revision's server, if asked for, runs beside this tree's
     baseline_url, baseline_proc = None, None
     if args.baseline_rev:
+        own = models if args.baseline_models == "own" else None
         baseline_url, results["baseline_commit"], baseline_proc = start_baseline(
-            stack, args.baseline_rev, env, args.server_cpus
+            stack, args.baseline_rev, env, args.server_cpus, own
         )
     with stack, server(catdog_cmd, catdog_env, args.server_cpus) as (url, proc, cold):
         results["cold_start_s"] = round(cold, 3)
@@ -386,6 +394,13 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline-rev",
         default=None,
         help="also measure `catdog serve` of this git revision (e.g. c62544f), alternately",
+    )
+    parser.add_argument(
+        "--baseline-models",
+        default="same",
+        choices=("same", "own"),
+        help="the baseline serves this tree's models (same) or its revision's own models/ (own: each side with "
+        "its shipped cards, for a change of model or default precision)",
     )
     parser.add_argument("--images", type=Path, default=Path(tempfile.gettempdir()) / "catdog-bench-images")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "bench")

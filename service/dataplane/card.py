@@ -78,7 +78,7 @@ class Resolved(NamedTuple):
     sha256: str | None
     exact_int8: bool
     """The session must emulate exact INT8 sums (`session.x64quantprecision`): the card's INT8 answers on a CPU
-    without VNNI, a little faster than FP32 there instead of INT8's full speed."""
+    without VNNI, at about FP32's speed there instead of INT8's full speed."""
 
 
 class ModelCard(BaseModel):
@@ -119,7 +119,7 @@ class ModelCard(BaseModel):
 
         `int8_native`: this CPU sums INT8 dot products exactly (VNNI; service/dataplane/cpu.py). An INT8 file that
         is not exact on every CPU then runs natively; elsewhere its session emulates exact sums, so every machine
-        gives the card's answers (AVX2's fast kernels would move them; emulated it is still a little faster than
+        gives the card's answers (AVX2's fast kernels would move them; emulated it runs about as fast as
         FP32 there, docs/benchmarks.md). `on_cpu`: False under another execution provider (CUDA), where `auto`
         serves FP32, since the QDQ INT8 graph is a CPU file.
 

@@ -81,7 +81,7 @@ class OnnxModel:
         if exact_int8:
             # AVX2's fast u8 x s8 kernel (vpmaddubsw) saturates 16-bit pair sums of full 8-bit weights; this entry
             # makes it sum exactly, as VNNI CPUs do and as the card's figures were measured (slower than the fast
-            # kernels: on AVX2, 1.07-1.11x FP32's speed against their 1.40x, docs/benchmarks.md).
+            # kernels: on AVX2 about FP32's speed against their 1.40x, docs/benchmarks.md).
             options.add_session_config_entry("session.x64quantprecision", "1")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
