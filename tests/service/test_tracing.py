@@ -172,9 +172,20 @@ def test_a_batch_links_to_every_request_it_served(batching: ServiceProcess, rece
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         assert list(pool.map(post, [h for _, _, h in callers])) == [200] * 4
     traces = {trace_id for trace_id, _, _ in callers}
-    spans = receiver.wait_for(
-        lambda got: sum(1 for s in got if s.trace_id in traces and s.name == "catdog.inference") == 4
-    )
+
+    def complete(got: list[Span]) -> bool:
+        """Every request's server and inference span and every batch they link to: the SDK exports them in
+        batches, and a server span ends (and is exported) after its inference span."""
+        ours = [s for s in got if s.trace_id in traces]
+        inference = [s for s in ours if s.name == "catdog.inference"]
+        batch_ids = {s.span_id for s in ours if s.name == "catdog.batch"}
+        return (
+            {s.trace_id for s in ours if s.kind == SERVER} == traces
+            and len(inference) == 4
+            and all(link[1] in batch_ids for s in inference for link in s.links)
+        )
+
+    spans = receiver.wait_for(complete)
     servers = {s.trace_id: s for s in spans if s.trace_id in traces and s.kind == SERVER}
     assert {s.parent_span_id for s in servers.values()} == {parent for _, parent, _ in callers}
     batches = {s.span_id: s for s in spans if s.name == "catdog.batch" and s.trace_id in traces}
