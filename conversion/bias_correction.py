@@ -32,11 +32,7 @@ def attributes(node: onnx.NodeProto) -> dict[str, Any]:
 
 def mean_inputs(model: onnx.ModelProto, tensors: Sequence[str], batch: np.ndarray, chunk: int = 8) -> dict[str, Any]:
     """The mean over images of each named tensor ([C, H, W], float64): one run of `model` with them as outputs."""
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    del probe.graph.output[:]
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in tensors)
-    sess = session_from_model(probe)
+    sess = session_from_model(model, outputs=tensors)
     input_name = sess.get_inputs()[0].name
     sums: list[np.ndarray] = []
     for start in range(0, len(batch), chunk):

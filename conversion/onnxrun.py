@@ -10,6 +10,7 @@ that built it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,17 @@ def session(path: Path, threads: int = 1, exact_int8: bool = True) -> ort.Infere
     return ort.InferenceSession(str(path), options(threads, exact_int8), providers=["CPUExecutionProvider"])
 
 
-def session_from_model(model: onnx.ModelProto, threads: int = 1) -> ort.InferenceSession:
-    """A session on an in-memory graph (a probe with extra outputs, never written to disk)."""
+def session_from_model(
+    model: onnx.ModelProto, threads: int = 1, outputs: Sequence[str] | None = None
+) -> ort.InferenceSession:
+    """A session on an in-memory graph, never written to disk. `outputs`: a probe whose outputs are these
+    intermediate tensors instead of the graph's own (`model` itself is left as it is)."""
+    if outputs is not None:
+        probe = onnx.ModelProto()
+        probe.CopyFrom(model)
+        del probe.graph.output[:]
+        probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in outputs)
+        model = probe
     return ort.InferenceSession(model.SerializeToString(), options(threads), providers=["CPUExecutionProvider"])
 
 

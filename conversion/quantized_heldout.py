@@ -39,11 +39,8 @@ def imagenet_logits_tensor(model: onnx.ModelProto) -> str:
 def graph_logits(path: Path, photos: Sequence[LabelledImage], card: Mapping[str, Any]) -> np.ndarray:
     """[N, 1000] ImageNet logits of each photo's served centre crop through the ONNX file at `path`."""
     model = onnx.load(str(path))
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    del probe.graph.output[:]
-    probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(imagenet_logits_tensor(model)))
-    return run_onnx(session_from_model(probe), preprocess_batch([p.path for p in photos], card))
+    sess = session_from_model(model, outputs=[imagenet_logits_tensor(model)])
+    return run_onnx(sess, preprocess_batch([p.path for p in photos], card))
 
 
 def int8_heldout(
