@@ -37,6 +37,7 @@ from PIL import Image
 
 from loadtest import loadgen, oip_loadgen
 from loadtest.metrics import breakdown, scrape
+from loadtest.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ("cat-cat.webp", "dog-dog.webp")
@@ -57,14 +58,6 @@ def make_images(out: Path) -> dict[str, list[Path]]:
                 path.write_bytes(buffer.getvalue())
             found.setdefault(size_name, []).append(path)
     return found
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> float:
@@ -97,7 +90,7 @@ def server(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
     """A server process pinned to `cpus`, started in `cwd` (`python -m service` imports the package found there);
     `{port}` in `cmd` becomes a free port. On exit: SIGTERM, then SIGKILL after `stop_timeout_s`."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     full = ["taskset", "-c", cpus, *[c.replace("{port}", str(port)) for c in cmd]]
     started = time.perf_counter()
@@ -171,7 +164,7 @@ def start_baseline(
             (own / name).symlink_to(path / "models" / name, target_is_directory=True)
         env = {**env, "CATDOG_MODEL_DIR": str(own)}
     cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
-    url, proc, _ = stack.enter_context(server(cmd, {**env, "CATDOG_GRPC_PORT": str(_free_port())}, cpus, cwd=path))
+    url, proc, _ = stack.enter_context(server(cmd, {**env, "CATDOG_GRPC_PORT": str(free_port())}, cpus, cwd=path))
     return url, commit.stdout.strip(), proc
 
 
@@ -201,7 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     cells: dict[str, dict[str, Any]] = results["cells"]
     catdog_cmd = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", "{port}"]
-    grpc_target = f"127.0.0.1:{_free_port()}"  # the Open Inference Protocol over gRPC, measured beside /predict
+    grpc_target = f"127.0.0.1:{free_port()}"  # the Open Inference Protocol over gRPC, measured beside /predict
     catdog_env = {**env, "CATDOG_GRPC_PORT": grpc_target.rsplit(":", 1)[1]}
     stack = contextlib.ExitStack()  # the baseline revision's server, if asked for, runs beside this tree's
     baseline_url, baseline_proc = None, None

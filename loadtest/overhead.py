@@ -33,6 +33,7 @@ from typing import Any
 
 from loadtest import loadgen
 from loadtest.bench import REPO_ROOT, make_images, process_cpu_s, server, worktree
+from loadtest.ports import free_port
 
 # The in-process side, for this tree's layout and for the flat one of revisions before service/dataplane/.
 _LIMIT = r"""
@@ -81,7 +82,7 @@ def measure(
         "CATDOG_MODEL_DIR": str(models),
         "CATDOG_LOG_LEVEL": "info",  # the access line is part of the serving path
         "CATDOG_INTRA_OP_THREADS": "1",
-        "CATDOG_GRPC_PORT": str(_free_port()),
+        "CATDOG_GRPC_PORT": str(free_port()),
     }
     headers = {}
     if keys is not None:
@@ -161,14 +162,6 @@ def _keys_file(folder: Path) -> tuple[Path, str]:
     path = folder / "keys.json"
     path.write_text(json.dumps({"keys": [entry for _, entry in made]}))
     return path, made[0][0]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from loadtest import bench
 from loadtest.peers import procs
 from loadtest.peers.cli import launch
 from loadtest.peers.registry import contenders
+from loadtest.ports import free_port
 
 SERVERS = ("catdog", "pytriton")
 
@@ -108,7 +109,7 @@ def measure(name: str, args: argparse.Namespace, data: Path, log: Path) -> list[
     """One server, fresh: every protocol x concurrency; rows of perf_analyzer's CSV with what was run."""
     [contender] = [c for c in contenders([name], ["off"]) if c.peer.name == name]
     scratch = Path(tempfile.mkdtemp(prefix="cdt-"))
-    port = bench._free_port()
+    port = free_port()
     command, env = launch(contender, args, port, scratch)
     env["PYTHONPATH"] = str(bench.REPO_ROOT)  # catdog: this checkout, not whatever the venv has installed
     grpc_port = env["CATDOG_GRPC_PORT"] if name == "catdog" else command[command.index("--ports") + 1]

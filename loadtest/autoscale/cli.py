@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loadtest.bench import REPO_ROOT, _free_port, _machine, make_images, requests_for, server
+from loadtest.bench import REPO_ROOT, _machine, make_images, requests_for, server
+from loadtest.ports import free_port
 
 # A configuration may spend this much more than a clairvoyant autoscaler at 70 % (replay.ideal_replica_minutes).
 BUDGET = 1.3
@@ -28,7 +29,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     env = {
         "CATDOG_MODEL_DIR": str(args.model_dir.resolve()),
         "CATDOG_LOG_LEVEL": "warning",
-        "CATDOG_GRPC_PORT": str(_free_port()),
+        "CATDOG_GRPC_PORT": str(free_port()),
         # The chart's pods (2 CPUs) run the split pipeline, the only one that measures the queue wait.
         "CATDOG_PIPELINE": "split",
         "CATDOG_INTRA_OP_THREADS": "1",

@@ -13,7 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from loadtest.bench import REPO_ROOT, _free_port, process_cpu_s, server
+from loadtest.bench import REPO_ROOT, process_cpu_s, server
+from loadtest.ports import free_port
 
 PHOTO = REPO_ROOT / "data" / "images" / "cat-cat.webp"
 
@@ -66,7 +67,7 @@ def one_run(cpus: str, env: dict[str, str], warm_requests: int = 10) -> dict[str
 def measure(runs: int, cpus: str, model_dir: Path) -> dict[str, Any]:
     results = []
     for i in range(runs):
-        env = {"CATDOG_MODEL_DIR": str(model_dir), "CATDOG_LOG_LEVEL": "warning", "CATDOG_GRPC_PORT": str(_free_port())}
+        env = {"CATDOG_MODEL_DIR": str(model_dir), "CATDOG_LOG_LEVEL": "warning", "CATDOG_GRPC_PORT": str(free_port())}
         result = one_run(cpus, env)
         print(f"  run {i + 1}: {result}", flush=True)
         results.append(result)

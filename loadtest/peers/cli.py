@@ -37,6 +37,7 @@ from loadtest.peers import procs, report, venvs
 from loadtest.peers.protocol import ANSWER_TOLERANCE, ENCODINGS, answer_difference, exchange
 from loadtest.peers.registry import CATDOG, PEERS, Contender, Peer, contenders
 from loadtest.peers.servers.common import WORKS
+from loadtest.ports import free_port
 
 SMOKE_PEER = "litserve"
 
@@ -108,7 +109,7 @@ def launch(
             "CATDOG_MODEL_DIR": str(models),
             "CATDOG_BATCH_MAX_SIZE": str(args.batch_size if contender.batched else 1),
             "CATDOG_BATCH_MAX_WAIT_MS": str(args.batch_wait_ms if contender.batched else 0),
-            "CATDOG_GRPC_PORT": str(bench._free_port()),  # its gRPC listener, like the peers', on a free port
+            "CATDOG_GRPC_PORT": str(free_port()),  # its gRPC listener, like the peers', on a free port
         }
         if work == "same":  # as users run it: the shipped default precision (the card's)
             env["CATDOG_PRECISION"] = args.precision
@@ -129,7 +130,7 @@ def launch(
     command += ["--max-batch", str(args.batch_size if contender.batched else 1), "--batch-wait-ms"]
     command += [str(args.batch_wait_ms)]
     if peer.extra_ports:
-        command += ["--ports", *[str(bench._free_port()) for _ in range(peer.extra_ports)]]
+        command += ["--ports", *[str(free_port()) for _ in range(peer.extra_ports)]]
     return command, env
 
 
@@ -168,7 +169,7 @@ def measure(
     peer, encoding = contender.peer, ENCODINGS[contender.peer.encoding]
     # Short: Ray puts unix sockets under it, and their paths must stay under 108 bytes.
     scratch = Path(tempfile.mkdtemp(prefix="cdp-"))
-    port = bench._free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     path = peer.path.format(model=args.model)
     command, env = launch(contender, args, port, scratch, work)

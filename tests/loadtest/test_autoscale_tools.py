@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from loadtest.autoscale import capacity, cold_start
-from loadtest.bench import _free_port, make_images, requests_for, server
+from loadtest.bench import make_images, requests_for, server
+from loadtest.ports import free_port
 
 CPU = str(min(os.sched_getaffinity(0)))
 
@@ -17,7 +18,7 @@ CPU = str(min(os.sched_getaffinity(0)))
 def test_one_rate_step_reads_every_signal_from_the_real_metrics(tiny_repository: Path, tmp_path: Path) -> None:
     env = {
         "CATDOG_MODEL_DIR": str(tiny_repository),
-        "CATDOG_GRPC_PORT": str(_free_port()),
+        "CATDOG_GRPC_PORT": str(free_port()),
         "CATDOG_PIPELINE": "split",
         "CATDOG_LOG_LEVEL": "warning",
     }
