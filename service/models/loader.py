@@ -15,7 +15,7 @@ import structlog
 from pydantic import ValidationError
 
 from service.dataplane.card import ModelCard, Precision, Resolved
-from service.dataplane.cpu import Int8Arithmetic, this_cpu
+from service.dataplane.cpu import this_cpu
 from service.dataplane.imaging import ImageLimits, warm_up_decoders
 from service.dataplane.runtime import CPU, OnnxModel
 from service.errors import StartupError
@@ -113,9 +113,8 @@ def _verify(
 
 def _resolve(name: str, card: ModelCard, wanted: Literal["auto", "fp32", "int8"], providers: list[str]) -> Resolved:
     """The card's choice for CATDOG_PRECISION on this machine, logged where it is not what was asked."""
-    on_cpu = providers[0] == CPU
-    arithmetic = this_cpu() if on_cpu else Int8Arithmetic(False, f"{providers[0]} runs the session")
-    served = card.resolve(wanted, int8_native=arithmetic.native, on_cpu=on_cpu)
+    arithmetic = this_cpu()  # under CUDA resolve() ignores it: nothing is emulated there
+    served = card.resolve(wanted, int8_native=arithmetic.native, on_cpu=providers[0] == CPU)
     asked: Precision = card.default_precision if wanted == "auto" else wanted
     if served.precision != asked and wanted == "auto":
         reason = f"{providers[0]} runs the session and the INT8 QDQ graph is a CPU file"

@@ -20,8 +20,9 @@ from typing import Any
 
 import httpx
 
+from loadtest.ports import free_port
 from tests.support.onnx_models import write_test_repository
-from tests.support.server import REPO_ROOT, free_port
+from tests.support.server import REPO_ROOT
 
 STANDIN_BASE = "localhost/python:3.11-slim"
 IMAGE = "localhost/catdog:test"

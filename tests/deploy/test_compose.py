@@ -19,9 +19,10 @@ import pytest
 import yaml
 from PIL import Image
 
+from loadtest.ports import free_port
 from tests.conftest import require_tool
 from tests.deploy.container_support import built_image, podman, podman_env
-from tests.support.server import REPO_ROOT, free_port
+from tests.support.server import REPO_ROOT
 
 COMPOSE_DIR = REPO_ROOT / "deploy" / "compose"
 COMPOSE = COMPOSE_DIR / "docker-compose.yml"

@@ -15,9 +15,10 @@ import httpx
 import pytest
 import yaml
 
+from loadtest.ports import free_port
 from tests.conftest import require_tool
 from tests.support.access import METRICS, keys_volume
-from tests.support.server import REPO_ROOT, ServiceProcess, free_port
+from tests.support.server import REPO_ROOT, ServiceProcess
 
 COMPOSE_DIR = REPO_ROOT / "deploy" / "compose"
 OVERRIDE = COMPOSE_DIR / "docker-compose.access.yml"

@@ -23,8 +23,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from loadtest.ports import free_port
 from tests.conftest import require_tool
-from tests.support.server import REPO_ROOT, ServiceProcess, free_port
+from tests.support.server import REPO_ROOT, ServiceProcess
 
 pytestmark = pytest.mark.slow
 

@@ -19,10 +19,11 @@ from cloudevents.http import CloudEvent
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.ports import free_port
 from tests.support.cesink import Sink, running_sink
 from tests.support.images import RED, encode, solid
 from tests.support.otlp import running_receiver
-from tests.support.server import ServiceProcess, free_port
+from tests.support.server import ServiceProcess
 
 pytestmark = pytest.mark.slow
 

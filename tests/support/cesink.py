@@ -12,7 +12,7 @@ from typing import Any
 
 from cloudevents.http import CloudEvent, from_http
 
-from tests.support.server import free_port
+from loadtest.ports import free_port
 
 
 @dataclass

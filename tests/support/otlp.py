@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as collecto
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as collector_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tests.support.server import free_port
+from loadtest.ports import free_port
 
 
 def _value(value: AnyValue) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from loadtest.ports import free_port as free_port  # the one helper, re-exported for the tests
+from loadtest.ports import free_port
 from tests.support.images import RED, encode, solid
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -15,6 +15,7 @@ import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from loadtest.ports import free_port
 from service.grpc import inference_pb2 as pb
 from service.grpc import inference_pb2_grpc as pb_grpc
 from tests.support.images import BLUE, encode, png_declaring, solid
@@ -26,7 +27,7 @@ from tests.support.oip import (
     random_batch,
     red_jpeg,
 )
-from tests.support.server import ServiceProcess, free_port
+from tests.support.server import ServiceProcess
 
 
 @pytest.fixture

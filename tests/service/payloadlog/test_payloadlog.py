@@ -15,11 +15,11 @@ import pytest
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
+from loadtest.ports import free_port
 from service.payloadlog.events import REQUEST_TYPE, RESPONSE_TYPE
 from service.payloadlog.record import PayloadRecord
 from service.payloadlog.sender import PayloadLogger, PayloadMetrics
 from tests.support.cesink import Sink, running_sink
-from tests.support.server import free_port
 
 
 @dataclass(frozen=True)
